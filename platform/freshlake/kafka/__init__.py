@@ -1,0 +1,1 @@
+"""Kafka access: the embedded broker, connections, topics and offsets."""

