@@ -8,13 +8,11 @@ by an open port, and the process is tied to its parent so it cannot outlive it.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -22,11 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from freshlake.errors import BrokerStartError
+from freshlake.procs import die_with_parent
 
 log = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG = 1
-
 
 @dataclass(kw_only=True)
 class EmbeddedBroker:
@@ -96,15 +92,6 @@ def broker_binary() -> str:
         raise BrokerStartError(msg) from exc
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Runs in the child before exec: ask Linux to SIGKILL us when the parent dies."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def cluster_id_at(bootstrap: str, *, timeout: float = 1.0) -> str | None:
     """The cluster id a metadata request at `bootstrap` answers with, or None if none answers."""
     from confluent_kafka.admin import AdminClient
@@ -144,7 +131,6 @@ def start_broker(
         log_path = Path(name)
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    parent = os.getpid()
     with open(log_path, "ab") as out:
         process = subprocess.Popen(
             [binary, "broker", "--cluster-id", cluster_id, "--listener-url", url,
@@ -152,7 +138,7 @@ def start_broker(
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            preexec_fn=lambda: _die_with_parent(parent),  # noqa: PLW1509 - needed for PDEATHSIG
+            preexec_fn=die_with_parent(),
         )
     broker = EmbeddedBroker(
         host=host, port=port, cluster_id=cluster_id, process=process, log_path=log_path

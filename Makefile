@@ -1,0 +1,45 @@
+# The two commands: `make run` (the platform, embedded default) and `make test` (the whole suite).
+# Both install what they need first; a second run reinstalls nothing unless the deps changed.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export DAGSTER_TELEMETRY_ENABLED := false
+
+.PHONY: install run test test-fast lint format bench clean
+
+install: $(STAMP)
+
+# constraints.txt pins torch to the CPU build on this machine's disk; the project itself does
+# not pin torch, so a GPU node installs its own build.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+run: install
+	$(BIN)/freshlake dev
+
+# Every tier: unit, integration (real broker), slow (real model) and e2e (daemon + UI).
+test: install lint
+	$(BIN)/pytest -m "" $(PYTEST_ARGS)
+
+# The default tier only (no slow/e2e), for the edit-test loop.
+test-fast: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python -m bench.ingest
+
+clean:
+	rm -rf .freshlake .pytest_cache .ruff_cache

@@ -1,0 +1,21 @@
+"""`kafka/<topic>`: the topics as external assets, so lineage starts where the data does."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from freshlake.streams import StreamSpec
+
+
+def topic_asset_key(spec: StreamSpec) -> dg.AssetKey:
+    return dg.AssetKey(["kafka", spec.topic])
+
+
+def topic_asset_spec(spec: StreamSpec) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=topic_asset_key(spec),
+        group_name=spec.name,
+        description=f"Kafka topic `{spec.topic}` ({spec.format}). {spec.description}".strip(),
+        kinds={"kafka"},
+        metadata={"topic": spec.topic, "format": spec.format, "key_field": spec.key_field},
+    )

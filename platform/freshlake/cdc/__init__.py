@@ -1,0 +1,1 @@
+"""Change data capture: the Debezium envelope and folding changes into current state."""

@@ -1,0 +1,184 @@
+"""The `freshlake` command. Every mistake a person can make here ends in one line saying what to do."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from freshlake.errors import FreshlakeError
+
+log = logging.getLogger("freshlake")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line that names the fix, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _number(text: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(_number(text, int))
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _ratio(text: str) -> float:
+    value = float(_number(text, float))
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(_number(text, int))
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"must be a TCP port (1-65535), got {text}")
+    return value
+
+
+def _stream_list(text: str) -> tuple[str, ...]:
+    from freshlake.streams import DEMO_STREAMS
+
+    known = [s.name for s in DEMO_STREAMS]
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown stream(s) {', '.join(unknown) or '(none)'}; choose from {','.join(known)}"
+        )
+    return names
+
+
+def wait_for_signal() -> None:
+    """Block until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    from freshlake.kafka.broker import start_broker
+    from freshlake.kafka.topics import ensure_topics
+    from freshlake.settings import data_paths
+    from freshlake.streams import demo_topics
+
+    paths = data_paths().ensure()
+    with start_broker(port=args.port, log_path=paths.logs / "broker.log") as broker:
+        if not args.no_topics:
+            topics = {t: args.partitions for t in demo_topics()}
+            ensure_topics({"bootstrap.servers": broker.bootstrap}, topics=topics)
+        print(f"bootstrap={broker.bootstrap}", flush=True)
+        wait_for_signal()
+    return 0
+
+
+def cmd_produce_demo(args: argparse.Namespace) -> int:
+    from freshlake.demo.producer import produce_demo
+    from freshlake.kafka.connection import client_config
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    sent = produce_demo(
+        config=client_config(bootstrap=args.bootstrap),
+        seed=args.seed,
+        count=args.count,
+        rate=args.rate,
+        streams=args.streams,
+        bad_ratio=args.bad_ratio,
+        stop=stop,
+        partitions=args.partitions,
+    )
+    print(" ".join(f"{topic}={n}" for topic, n in sorted(sent.items())), flush=True)
+    return 0
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from freshlake.dev import run_dev
+
+    return run_dev(
+        ui_port=args.port,
+        broker_port=args.broker_port,
+        rate=args.rate,
+        producer=not args.no_producer,
+        workspace=args.workspace,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from freshlake.streams import DEMO_STREAMS
+
+    parser = _Parser(prog="freshlake", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    broker = sub.add_parser("broker", help="run the embedded Kafka-compatible broker (Tansu)")
+    broker.add_argument("--port", type=_port, help="port on 127.0.0.1 (default: a free one)")
+    broker.add_argument("--partitions", type=_positive_int, default=3, help="per demo topic")
+    broker.add_argument("--no-topics", action="store_true", help="do not create the demo topics")
+    broker.set_defaults(func=cmd_broker)
+
+    produce = sub.add_parser("produce-demo", help="produce the flight-assistant demo events")
+    produce.add_argument("--bootstrap", help="HOST:PORT (default: $KAFKA_BOOTSTRAP_SERVERS)")
+    amount = produce.add_mutually_exclusive_group()
+    amount.add_argument("--count", type=_positive_int, help="send N messages, then exit")
+    amount.add_argument("--rate", type=float, help="messages per second until Ctrl-C")
+    produce.add_argument("--seed", type=int, default=42, help="same seed, same events")
+    produce.add_argument("--bad-ratio", type=_ratio, default=0.0, help="share of malformed")
+    produce.add_argument(
+        "--streams",
+        type=_stream_list,
+        default=tuple(s.name for s in DEMO_STREAMS),
+        help="comma-separated subset of " + ",".join(s.name for s in DEMO_STREAMS),
+    )
+    produce.add_argument("--partitions", type=_positive_int, help="for topics it creates")
+    produce.set_defaults(func=cmd_produce_demo)
+
+    dev = sub.add_parser("dev", help="broker + demo producer + Dagster UI and daemon (make run)")
+    dev.add_argument("--port", type=_port, default=3000, help="Dagster UI port")
+    dev.add_argument("--broker-port", type=_port, help="embedded broker port (default: free)")
+    dev.add_argument("--rate", type=float, default=5.0, help="demo events per second")
+    dev.add_argument("--no-producer", action="store_true", help="do not run the demo producer")
+    dev.add_argument("--workspace", default="workspace.yaml", help="Dagster workspace file")
+    dev.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # name the subcommand's help, not the top-level one
+        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        subparsers.choices[args.command].error(f"unrecognized arguments: {' '.join(extras)}")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except FreshlakeError as exc:
+        print(f"freshlake {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

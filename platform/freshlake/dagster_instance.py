@@ -1,0 +1,52 @@
+"""The Dagster instance of the embedded default: SQLite under `$FRESHLAKE_HOME/dagster`.
+
+Written as `dagster.yaml` into DAGSTER_HOME by `freshlake dev`; a production deployment keeps its
+own dagster.yaml (Postgres storage, a k8s or Celery run launcher) and never calls this.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Runs per stream chain are small and frequent: 4 at once keeps 2 cores busy without thrashing,
+# and at most one run per stream (tag `freshlake/stream`) keeps writers to a table serial.
+DAGSTER_YAML = """\
+# Written by `freshlake dev`; edits are overwritten. Production: keep your own dagster.yaml.
+storage:
+  sqlite:
+    base_dir: {base_dir}
+local_artifact_storage:
+  module: dagster._core.storage.root
+  class: LocalArtifactStorage
+  config:
+    base_dir: {base_dir}
+concurrency:
+  runs:
+    max_concurrent_runs: 4
+    tag_concurrency_limits:
+      - key: freshlake/stream
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+run_retries:
+  enabled: true
+  max_retries: 2
+sensors:
+  use_threads: true
+  num_workers: 4
+schedules:
+  use_threads: true
+  num_workers: 2
+freshness:
+  enabled: true
+telemetry:
+  enabled: false
+"""
+
+
+def write_instance_config(*, dagster_home: Path) -> Path:
+    """Write dagster.yaml for the embedded default and return its path."""
+    dagster_home.mkdir(parents=True, exist_ok=True)
+    path = dagster_home / "dagster.yaml"
+    path.write_text(DAGSTER_YAML.format(base_dir=dagster_home))
+    return path

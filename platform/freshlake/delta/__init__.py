@@ -1,0 +1,1 @@
+"""Delta Lake tables of the primary store: raw events and quarantine."""

@@ -1,0 +1,80 @@
+"""Arrow schemas of the primary store's tables. Coordinates first, then the parsed record."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from freshlake.streams import FieldType, StreamSpec
+
+TS = pa.timestamp("us", tz="UTC")
+
+FIELD_TYPES: dict[FieldType, pa.DataType] = {
+    "string": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": TS,
+    "list": pa.string(),  # JSON text: nested shapes vary by producer
+    "object": pa.string(),
+}
+
+HEADERS = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
+
+# Where a message came from: together with `kafka_topic` these make every raw row unique.
+COORDINATES: list[pa.Field] = [
+    pa.field("kafka_topic", pa.string(), nullable=False),
+    pa.field("kafka_partition", pa.int32(), nullable=False),
+    pa.field("kafka_offset", pa.int64(), nullable=False),
+    pa.field("kafka_key", pa.binary()),
+    pa.field("kafka_timestamp", TS),
+    pa.field("kafka_headers", HEADERS),
+]
+
+DEBEZIUM_COLUMNS: list[pa.Field] = [
+    pa.field("op", pa.string()),  # c/u/d/r; null for a tombstone
+    pa.field("before", pa.string()),  # JSON text of the row image
+    pa.field("after", pa.string()),
+    pa.field("source_ts_ms", pa.int64()),
+    pa.field("source_table", pa.string()),
+    pa.field("source_lsn", pa.int64()),
+    pa.field("source_pos", pa.int64()),
+]
+
+PARTITION_COLUMN = "kafka_date"  # YYYY-MM-DD of the Kafka message time, UTC
+
+
+def raw_schema(spec: StreamSpec) -> pa.Schema:
+    """`<stream>/raw`: coordinates, the raw value, the parsed record and ingest bookkeeping.
+
+    `key` is the stream key (the spec's key field); `is_delete` marks tombstones and CDC deletes.
+    Spec fields hold the record (for Debezium: `after`, or `before` for a delete).
+    """
+    parsed = [pa.field(name, FIELD_TYPES[kind]) for name, kind in spec.fields.items()]
+    if spec.format == "debezium":
+        parsed = DEBEZIUM_COLUMNS + parsed
+    return pa.schema(
+        [
+            *COORDINATES,
+            pa.field("value", pa.binary()),
+            pa.field("key", pa.string(), nullable=False),
+            pa.field("is_delete", pa.bool_(), nullable=False),
+            pa.field("event_time", TS),
+            *[f for f in parsed if f.name not in {"key", "event_time"}],
+            pa.field("ingested_at", TS, nullable=False),
+            pa.field(PARTITION_COLUMN, pa.string(), nullable=False),
+        ]
+    )
+
+
+def quarantine_schema() -> pa.Schema:
+    """`<stream>/quarantine`: the message as it came, and why it was refused."""
+    return pa.schema(
+        [
+            *COORDINATES,
+            pa.field("value", pa.binary()),
+            pa.field("error_class", pa.string(), nullable=False),
+            pa.field("error_message", pa.string(), nullable=False),
+            pa.field("ingested_at", TS, nullable=False),
+            pa.field(PARTITION_COLUMN, pa.string(), nullable=False),
+        ]
+    )

@@ -1,0 +1,164 @@
+"""`freshlake dev`: the embedded default on one machine, and nothing left behind when it stops.
+
+Broker (child, dies with us), demo producer (a thread), `dagster dev` (webserver + daemon, in its
+own process group so the whole group is stopped together).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from freshlake.errors import FreshlakeConfigError, FreshlakeError
+from freshlake.procs import die_with_parent
+
+log = logging.getLogger(__name__)
+
+UI_READY_TIMEOUT_S = 120.0
+DAGSTER_STOP_TIMEOUT_S = 20.0
+
+
+def run_dev(
+    *,
+    ui_port: int = 3000,
+    broker_port: int | None = None,
+    rate: float = 5.0,
+    producer: bool = True,
+    workspace: str = "workspace.yaml",
+) -> int:
+    from freshlake.dagster_instance import write_instance_config
+    from freshlake.kafka.broker import EmbeddedBroker, port_is_free, start_broker
+    from freshlake.kafka.connection import client_config
+    from freshlake.kafka.topics import check_reachable, ensure_topics
+    from freshlake.settings import bootstrap_servers, data_paths
+    from freshlake.streams import demo_topics
+
+    workspace_path = Path(workspace).resolve()
+    if not workspace_path.is_file():
+        msg = f"no {workspace} in {Path.cwd()}: run from the freshlake checkout or pass --workspace"
+        raise FreshlakeConfigError(msg)
+    if not port_is_free(host="127.0.0.1", port=ui_port):
+        msg = f"port {ui_port} is busy (another Dagster UI?): stop it or pass --port"
+        raise FreshlakeConfigError(msg)
+
+    paths = data_paths().ensure()
+    write_instance_config(dagster_home=paths.dagster)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+
+    broker: EmbeddedBroker | None = None
+    dagster: subprocess.Popen[bytes] | None = None
+    producer_thread: threading.Thread | None = None
+    try:
+        bootstrap = bootstrap_servers()
+        if bootstrap is None:
+            broker = start_broker(port=broker_port, log_path=paths.logs / "broker.log")
+            bootstrap = broker.bootstrap
+        config = client_config(bootstrap=bootstrap)
+        check_reachable(config)
+        ensure_topics(config, topics=demo_topics())
+
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "FRESHLAKE_HOME": str(paths.home),
+            "DAGSTER_HOME": str(paths.dagster),
+            "HF_HUB_OFFLINE": "1",
+        }
+        dagster = subprocess.Popen(
+            [sys.executable, "-m", "dagster", "dev", "-w", str(workspace_path),
+             "-h", "127.0.0.1", "-p", str(ui_port)],
+            cwd=workspace_path.parent,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own group: we stop webserver + daemon together
+            preexec_fn=die_with_parent(sig=signal.SIGINT),  # and it stops cleanly if we die
+        )
+        if producer:
+            producer_thread = threading.Thread(
+                target=_produce, kwargs={"config": config, "rate": rate, "stop": stop},
+                name="demo-producer", daemon=True,
+            )
+            producer_thread.start()
+        url = f"http://127.0.0.1:{ui_port}"
+        if _wait_for_ui(url=f"{url}/server_info", process=dagster, stop=stop):
+            print(
+                f"freshlake is up: Dagster UI {url}  broker {bootstrap}  data {paths.home}"
+                "  (Ctrl-C stops everything)",
+                flush=True,
+            )
+        while not stop.is_set() and dagster.poll() is None:
+            stop.wait(0.5)
+        if dagster.poll() is not None and not stop.is_set():
+            msg = f"dagster dev exited with code {dagster.returncode}; see its output above"
+            raise FreshlakeError(msg)
+        return 0
+    finally:
+        stop.set()
+        if dagster is not None:
+            _stop_group(dagster)
+        if producer_thread is not None:
+            producer_thread.join(timeout=10)
+        if broker is not None:
+            broker.stop()
+        print("freshlake stopped", flush=True)
+
+
+def _produce(*, config: dict[str, object], rate: float, stop: threading.Event) -> None:
+    from freshlake.demo.producer import produce_demo
+
+    try:
+        produce_demo(config=config, rate=rate, stop=stop, create_topics=False)
+    except Exception:
+        log.exception("demo producer stopped")
+
+
+def _wait_for_ui(*, url: str, process: subprocess.Popen[bytes], stop: threading.Event) -> bool:
+    deadline = time.monotonic() + UI_READY_TIMEOUT_S
+    while time.monotonic() < deadline and not stop.is_set() and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        stop.wait(1.0)
+    return False
+
+
+def _stop_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGINT to the whole group (dagster dev's clean path), SIGKILL what is left after a wait."""
+    pgid = process.pid
+    try:
+        os.killpg(pgid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    try:
+        process.wait(timeout=DAGSTER_STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pass
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and _group_alive(pgid):
+        time.sleep(0.2)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if process.poll() is None:
+        process.wait(timeout=5)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

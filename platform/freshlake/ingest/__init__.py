@@ -1,0 +1,1 @@
+"""From Kafka messages to raw rows: parse, validate, plan offset ranges, ingest."""

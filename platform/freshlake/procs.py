@@ -1,0 +1,25 @@
+"""Child processes that cannot outlive freshlake."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(*, sig: signal.Signals = signal.SIGKILL) -> Callable[[], None]:
+    """A `preexec_fn` asking Linux to send `sig` to the child when this process dies."""
+    parent_pid = os.getpid()
+
+    def _preexec() -> None:
+        if sys.platform.startswith("linux"):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, sig)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return _preexec

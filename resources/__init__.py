@@ -1,0 +1,1 @@
+"""Thin Dagster resources around the `freshlake` library's clients."""

@@ -1,0 +1,1 @@
+"""Dagster sensors: Kafka offsets, freshness alerts, maintenance triggers."""
