@@ -94,11 +94,12 @@ def cmd_produce_demo(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    rate = args.rate if args.count or args.rate else 5.0  # neither given: a gentle default
     sent = produce_demo(
         config=client_config(bootstrap=args.bootstrap),
         seed=args.seed,
         count=args.count,
-        rate=args.rate,
+        rate=rate,
         streams=args.streams,
         bad_ratio=args.bad_ratio,
         stop=stop,
@@ -137,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     produce.add_argument("--bootstrap", help="HOST:PORT (default: $KAFKA_BOOTSTRAP_SERVERS)")
     amount = produce.add_mutually_exclusive_group()
     amount.add_argument("--count", type=_positive_int, help="send N messages, then exit")
-    amount.add_argument("--rate", type=float, help="messages per second until Ctrl-C")
+    amount.add_argument("--rate", type=float, help="messages per second until Ctrl-C (default 5)")
     produce.add_argument("--seed", type=int, default=42, help="same seed, same events")
     produce.add_argument("--bad-ratio", type=_ratio, default=0.0, help="share of malformed")
     produce.add_argument(
