@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.topics import topic_asset_spec
+from assets.streams import build_stream_definitions
 from freshlake.streams import DEMO_STREAMS
+from resources.kafka import KafkaResource
+from resources.storage import StorageResource
 
-defs = dg.Definitions(assets=[topic_asset_spec(spec) for spec in DEMO_STREAMS])
+defs = dg.Definitions.merge(
+    *(build_stream_definitions(spec) for spec in DEMO_STREAMS),
+    dg.Definitions(resources={"kafka": KafkaResource(), "storage": StorageResource()}),
+)

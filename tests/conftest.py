@@ -1,4 +1,4 @@
-"""Shared fixtures: one real embedded broker per test session, started by the same API `make run` uses."""
+"""Shared fixtures: one real embedded broker per test session, started as `make run` does."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `freshlake` command. Every mistake a person can make here ends in one line saying what to do."""
+"""The `freshlake` command. A usage mistake ends in one line that says what to do."""
 
 from __future__ import annotations
 

@@ -74,8 +74,18 @@ def run_dev(
             "HF_HUB_OFFLINE": "1",
         }
         dagster = subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-w", str(workspace_path),
-             "-h", "127.0.0.1", "-p", str(ui_port)],
+            [
+                sys.executable,
+                "-m",
+                "dagster",
+                "dev",
+                "-w",
+                str(workspace_path),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(ui_port),
+            ],
             cwd=workspace_path.parent,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -84,8 +94,10 @@ def run_dev(
         )
         if producer:
             producer_thread = threading.Thread(
-                target=_produce, kwargs={"config": config, "rate": rate, "stop": stop},
-                name="demo-producer", daemon=True,
+                target=_produce,
+                kwargs={"config": config, "rate": rate, "stop": stop},
+                name="demo-producer",
+                daemon=True,
             )
             producer_thread.start()
         url = f"http://127.0.0.1:{ui_port}"

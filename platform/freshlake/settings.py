@@ -49,3 +49,13 @@ def bootstrap_servers(*, env: Mapping[str, str] | None = None) -> str | None:
     env = os.environ if env is None else env
     value = (env.get("KAFKA_BOOTSTRAP_SERVERS") or "").strip()
     return value or None
+
+
+def store_roots(*, env: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """(Delta root URI, LanceDB root URI): `$FRESHLAKE_DELTA_URI` / `$FRESHLAKE_LANCE_URI`
+    (local paths or s3://, gs://, az:// URIs), else under the data root."""
+    env = os.environ if env is None else env
+    paths = data_paths(env=env)
+    delta = (env.get("FRESHLAKE_DELTA_URI") or "").strip() or str(paths.delta)
+    lance = (env.get("FRESHLAKE_LANCE_URI") or "").strip() or str(paths.lance)
+    return delta.rstrip("/"), lance.rstrip("/")

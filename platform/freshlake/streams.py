@@ -1,4 +1,4 @@
-"""Stream specs: each stream is declared once, and every asset, check and sensor is built from it."""
+"""Stream specs: each stream is declared once; its assets, checks and sensor are built from it."""
 
 from __future__ import annotations
 

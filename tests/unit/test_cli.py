@@ -12,7 +12,10 @@ import pytest
 def freshlake(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "freshlake.cli", *args],
-        capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -55,7 +58,10 @@ def test_missing_bootstrap_says_how_to_get_one() -> None:
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
     result = subprocess.run(
         [sys.executable, "-m", "freshlake.cli", "produce-demo", "--count", "1"],
-        capture_output=True, text=True, timeout=60, env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert result.returncode == 1
     assert "KAFKA_BOOTSTRAP_SERVERS" in one_line(result.stderr)

@@ -24,6 +24,7 @@ from freshlake.procs import die_with_parent
 
 log = logging.getLogger(__name__)
 
+
 @dataclass(kw_only=True)
 class EmbeddedBroker:
     """A running Tansu process; stop it with `stop()` or use it as a context manager."""
@@ -133,8 +134,18 @@ def start_broker(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
         process = subprocess.Popen(
-            [binary, "broker", "--cluster-id", cluster_id, "--listener-url", url,
-             "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+            [
+                binary,
+                "broker",
+                "--cluster-id",
+                cluster_id,
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -147,7 +158,9 @@ def start_broker(
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = _tail(log_path)
-            reason = "port is busy" if "in use" in tail.lower() else f"exit code {process.returncode}"
+            reason = (
+                "port is busy" if "in use" in tail.lower() else f"exit code {process.returncode}"
+            )
             msg = (
                 f"the embedded broker exited at start ({reason}) on {host}:{port}: "
                 f"pick another --port or read {log_path}"
@@ -155,7 +168,9 @@ def start_broker(
             raise BrokerStartError(msg)
         answered = cluster_id_at(broker.bootstrap, timeout=0.5)
         if answered == cluster_id:
-            log.info("broker ready", extra={"bootstrap": broker.bootstrap, "cluster_id": cluster_id})
+            log.info(
+                "broker ready", extra={"bootstrap": broker.bootstrap, "cluster_id": cluster_id}
+            )
             return broker
         if answered is not None:
             broker.stop(timeout=1)

@@ -25,17 +25,23 @@ _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
 def client_config(
-    *, bootstrap: str | None = None, env: Mapping[str, str] | None = None
+    *,
+    bootstrap: str | None = None,
+    overrides: Mapping[str, object] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, object]:
-    """librdkafka settings for freshlake's clients; `bootstrap` overrides the environment.
+    """librdkafka settings for freshlake's clients: environment, then `overrides`, then `bootstrap`.
 
     Raises:
         FreshlakeConfigError: no bootstrap address, or security settings that cannot work.
     """
     env = os.environ if env is None else env
     config: dict[str, object] = {
-        prop: env[var].strip() for var, prop in ENV_TO_LIBRDKAFKA.items() if env.get(var, "").strip()
+        prop: env[var].strip()
+        for var, prop in ENV_TO_LIBRDKAFKA.items()
+        if env.get(var, "").strip()
     }
+    config.update({k: v for k, v in (overrides or {}).items() if v not in (None, "")})
     if bootstrap:
         config["bootstrap.servers"] = bootstrap
     if not config.get("bootstrap.servers"):
@@ -49,6 +55,9 @@ def client_config(
         msg = f"KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of {', '.join(_SECURITY_PROTOCOLS)}"
         raise FreshlakeConfigError(msg)
     if protocol.startswith("SASL") and not config.get("sasl.mechanism"):
-        msg = f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM (e.g. PLAIN, SCRAM-SHA-512)"
+        msg = (
+            f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM "
+            "(e.g. PLAIN, SCRAM-SHA-512)"
+        )
         raise FreshlakeConfigError(msg)
     return config

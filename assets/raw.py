@@ -1,0 +1,131 @@
+"""`<stream>/raw` and `<stream>/quarantine`: the primary store, exactly once, nothing lost."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pyarrow as pa
+
+from assets.topics import topic_asset_key
+from freshlake.delta.schemas import quarantine_schema, raw_schema
+from freshlake.ingest.plan import OffsetRange
+from freshlake.streams import StreamSpec
+from resources.kafka import KafkaResource
+from resources.storage import StorageResource
+
+
+class OffsetRangeConfig(dg.Config):
+    partition: int
+    start: int
+    end: int
+
+
+class IngestConfig(dg.Config):
+    """Empty `offset_ranges`: everything from the committed offsets to the watermark, capped."""
+
+    offset_ranges: list[OffsetRangeConfig] = []  # noqa: RUF012 - pydantic copies defaults
+    max_records: int | None = None
+
+
+def raw_key(spec: StreamSpec) -> dg.AssetKey:
+    return dg.AssetKey([spec.name, "raw"])
+
+
+def quarantine_key(spec: StreamSpec) -> dg.AssetKey:
+    return dg.AssetKey([spec.name, "quarantine"])
+
+
+def column_schema(schema: pa.Schema) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name=f.name, type=str(f.type)) for f in schema])
+
+
+def freshness_policy(spec: StreamSpec) -> dg.FreshnessPolicy:
+    return dg.FreshnessPolicy.time_window(
+        fail_window=timedelta(seconds=spec.freshness.fail_after_seconds),
+        warn_window=timedelta(seconds=spec.freshness.warn_after_seconds),
+    )
+
+
+def build_raw_assets(spec: StreamSpec) -> dg.AssetsDefinition:
+    topic = topic_asset_key(spec)
+
+    @dg.multi_asset(
+        name=f"{spec.name}_raw",
+        specs=[
+            dg.AssetSpec(
+                key=raw_key(spec),
+                deps=[topic],
+                group_name=spec.name,
+                kinds={"delta"},
+                description=f"Every `{spec.topic}` message exactly once, as it came.",
+                metadata={"dagster/column_schema": column_schema(raw_schema(spec))},
+                freshness_policy=freshness_policy(spec),
+            ),
+            dg.AssetSpec(
+                key=quarantine_key(spec),
+                deps=[topic],
+                group_name=spec.name,
+                kinds={"delta"},
+                description=f"`{spec.topic}` messages that failed to parse, with the reason.",
+                metadata={"dagster/column_schema": column_schema(quarantine_schema())},
+            ),
+        ],
+        op_tags={"freshlake/stream": spec.name},
+    )
+    def _raw(
+        context: dg.AssetExecutionContext,
+        config: IngestConfig,
+        kafka: KafkaResource,
+        storage: StorageResource,
+    ):
+        from freshlake.ingest.raw import ingest_stream
+
+        ranges = [
+            OffsetRange(partition=r.partition, start=r.start, end=r.end)
+            for r in config.offset_ranges
+        ]
+        result = ingest_stream(
+            spec=spec,
+            kafka_config=kafka.client_config(),
+            tables=storage.raw_tables(spec),
+            ranges=ranges or None,
+            max_records=config.max_records,
+        )
+        context.log.info(
+            f"{spec.name}: read {result.messages_read}, wrote {result.rows_written}, "
+            f"quarantined {result.rows_quarantined}, lag {result.consumer_lag}"
+        )
+        now = datetime.now(UTC)
+        event_lag = (
+            (now - result.newest_event_time).total_seconds() if result.newest_event_time else None
+        )
+        ranges_text = (
+            ", ".join(f"p{r.partition}: {r.start}-{r.end}" for r in result.ranges) or "none"
+        )
+        metadata = {
+            "rows_written": result.rows_written,
+            "rows_quarantined": result.rows_quarantined,
+            "rows_skipped_already_written": result.rows_skipped,
+            "messages_read": result.messages_read,
+            "offset_ranges": ranges_text,
+            "consumer_lag": result.consumer_lag,
+            "delta_version": result.raw_version if result.raw_version is not None else -1,
+            "read_seconds": round(result.read_seconds, 3),
+            "parse_seconds": round(result.parse_seconds, 3),
+            "write_seconds": round(result.write_seconds, 3),
+        }
+        if result.newest_message_time is not None:
+            metadata["newest_message_time"] = dg.MetadataValue.timestamp(result.newest_message_time)
+        if event_lag is not None:
+            metadata["event_time_lag_seconds"] = round(event_lag, 3)
+        yield dg.MaterializeResult(asset_key=raw_key(spec), metadata=metadata)
+        yield dg.MaterializeResult(
+            asset_key=quarantine_key(spec),
+            metadata={
+                "rows_quarantined": result.rows_quarantined,
+                "delta_version": result.quarantine_version
+                if result.quarantine_version is not None
+                else -1,
+            },
+        )
+
+    return _raw

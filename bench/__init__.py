@@ -1,0 +1,1 @@
+"""Benchmarks: freshlake's code paths measured against the bare limit in the same run."""

@@ -1,0 +1,109 @@
+"""Kafka -> raw Delta: freshlake's ingest path vs. a bare consume + `write_deltalake` loop.
+
+Both read the same messages from the same embedded broker in the same run; the figure that
+matters is the ratio (goal >= 0.8 at 100k messages).
+
+    .venv/bin/python -m bench.ingest [--messages 100000] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+
+
+def bare_ingest(config: dict[str, object], *, topic: str, partitions: int, uri: str) -> int:
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    from deltalake import write_deltalake
+
+    consumer = Consumer(
+        {
+            **config,
+            "group.id": "bench-bare",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    cols: dict[str, list] = {"partition": [], "offset": [], "key": [], "value": [], "timestamp": []}
+    done: set[int] = set()
+    while len(done) < partitions:
+        for m in consumer.consume(10_000, timeout=0.5):
+            if m.error() is not None:
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    done.add(m.partition())
+                continue
+            cols["partition"].append(m.partition())
+            cols["offset"].append(m.offset())
+            cols["key"].append(m.key())
+            cols["value"].append(m.value())
+            cols["timestamp"].append(m.timestamp()[1])
+    consumer.close()
+    write_deltalake(uri, pa.table(cols), mode="append")
+    return len(cols["offset"])
+
+
+def main() -> None:
+    from freshlake.demo.producer import produce_demo
+    from freshlake.ingest.raw import RawTables, ingest_stream
+    from freshlake.kafka.broker import start_broker
+    from freshlake.streams import stream_by_name
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", default="bench/results/ingest.json")
+    args = parser.parse_args()
+
+    with start_broker() as broker, tempfile.TemporaryDirectory() as tmp:
+        config = {"bootstrap.servers": broker.bootstrap}
+        produce_demo(
+            config=config,
+            count=args.messages,
+            streams=("flights",),
+            partitions=3,
+            start=datetime(2026, 11, 21, tzinfo=UTC),
+        )
+        spec = dataclasses.replace(stream_by_name("flights"), topic="flights")
+        bare, ours = [], []
+        for i in range(args.repeats):
+            t0 = time.perf_counter()
+            n = bare_ingest(config, topic="flights", partitions=3, uri=f"{tmp}/bare{i}")
+            bare.append(n / (time.perf_counter() - t0))
+            t0 = time.perf_counter()
+            result = ingest_stream(
+                spec=spec,
+                kafka_config=config,
+                max_records=args.messages * 2,
+                tables=RawTables(raw=f"{tmp}/raw{i}", quarantine=f"{tmp}/q{i}"),
+            )
+            ours.append(result.rows_written / (time.perf_counter() - t0))
+            stages = {
+                "read_s": result.read_seconds,
+                "parse_s": result.parse_seconds,
+                "write_s": result.write_seconds,
+            }
+            assert result.rows_written == n == args.messages, (result.rows_written, n)
+    report = {
+        "messages": args.messages,
+        "bare_msgs_per_s": round(statistics.median(bare)),
+        "freshlake_msgs_per_s": round(statistics.median(ours)),
+        "ratio": round(statistics.median(ours) / statistics.median(bare), 3),
+        "last_freshlake_stages_s": {k: round(v, 3) for k, v in stages.items()},
+        "runs": {"bare": [round(x) for x in bare], "freshlake": [round(x) for x in ours]},
+    }
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Explicit-offset reading: `assign()`, no group membership, no commits; offsets are ours.
+
+The high watermark is learned from a fetch response (cached after a poll), never from
+ListOffsets "latest", which the embedded broker answers wrongly (first offset of the newest
+batch + 1). ListOffsets is used only as a starting hint that is never past the true end, so
+the probe fetch reads at most the newest batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from freshlake.errors import FreshlakeConfigError, FreshlakeError
+from freshlake.kafka.messages import KafkaMessage
+
+log = logging.getLogger(__name__)
+
+# Never auto-commit, never join a group's rebalance, never create a topic by asking for it.
+READER_SETTINGS: dict[str, object] = {
+    "group.id": "freshlake-reader",  # required by the client; nothing is ever committed to it
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "enable.partition.eof": True,
+    "allow.auto.create.topics": False,
+    "auto.offset.reset": "error",
+    "session.timeout.ms": 6000,
+    "heartbeat.interval.ms": 1000,
+    "fetch.wait.max.ms": 100,
+    "log_level": 0,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Watermarks:
+    """Per-partition low (first retained) and high (next to be written) offsets."""
+
+    low: dict[int, int]
+    high: dict[int, int]
+
+
+def reader(config: Mapping[str, object]):
+    from confluent_kafka import Consumer
+
+    return Consumer({**config, **READER_SETTINGS})
+
+
+def topic_partitions(
+    config: Mapping[str, object], *, topic: str, timeout: float = 10.0
+) -> list[int]:
+    """Partition ids of `topic`; a missing topic is a config error, never auto-created."""
+    from freshlake.kafka.topics import admin_client, check_reachable
+
+    check_reachable(config, timeout=timeout)
+    # A metadata request naming the topic would auto-create it on some brokers: ask for all.
+    metadata = admin_client(config).list_topics(timeout=timeout)
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None or not found.partitions:
+        msg = (
+            f"topic {topic!r} does not exist on {config.get('bootstrap.servers')}: create it "
+            "(`freshlake broker` creates the demo topics) or fix the stream's topic"
+        )
+        raise FreshlakeConfigError(msg)
+    return sorted(found.partitions)
+
+
+def _end_hints(
+    config: Mapping[str, object], *, topic: str, partitions: list[int], timeout: float
+) -> dict[int, int]:
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import OffsetSpec
+
+    from freshlake.kafka.topics import admin_client
+
+    admin = admin_client(config)
+    request = {TopicPartition(topic, p): OffsetSpec.latest() for p in partitions}
+    futures = admin.list_offsets(request, request_timeout=timeout)
+    return {tp.partition: max(0, f.result().offset) for tp, f in futures.items()}
+
+
+def watermarks(
+    config: Mapping[str, object],
+    *,
+    topic: str,
+    partitions: list[int] | None = None,
+    timeout: float = 10.0,
+) -> Watermarks:
+    """Fetch-derived watermarks for `topic`: correct on Apache Kafka and on Tansu alike."""
+    from confluent_kafka import KafkaError, TopicPartition
+
+    partitions = (
+        partitions
+        if partitions is not None
+        else topic_partitions(config, topic=topic, timeout=timeout)
+    )
+    hints = _end_hints(config, topic=topic, partitions=partitions, timeout=timeout)
+    consumer = reader({**config, "max.partition.fetch.bytes": 1024})
+    try:
+        consumer.assign([TopicPartition(topic, p, hints[p]) for p in partitions])
+        pending = set(partitions)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=500, timeout=0.2):
+                error = message.error()
+                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(message.partition())
+                elif error is not None:
+                    msg = f"reading {topic}[{message.partition()}] failed: {error.str()}"
+                    raise FreshlakeError(msg)
+        if pending:
+            msg = f"no fetch answer for {topic} partitions {sorted(pending)} in {timeout:.0f}s"
+            raise FreshlakeConfigError(msg)
+        low, high = {}, {}
+        for p in partitions:
+            tp = TopicPartition(topic, p)
+            low[p], high[p] = consumer.get_watermark_offsets(tp, cached=True)
+        return Watermarks(low=low, high=high)
+    finally:
+        consumer.close()
+
+
+def read_range(
+    config: Mapping[str, object],
+    *,
+    topic: str,
+    ranges: Mapping[int, tuple[int, int]],
+    batch_size: int = 10_000,
+    stall_timeout: float = 30.0,
+) -> Iterator[list[KafkaMessage]]:
+    """Yield batches of the messages in `[start, end)` per partition, then stop.
+
+    Offsets can have gaps (compaction, transaction markers): a partition is done once a message
+    at or past `end - 1` or an end-of-partition at or past `end` is seen. Reading past the end
+    stalls silently on some brokers, so a partition that makes no progress fails loudly.
+    """
+    from confluent_kafka import KafkaError, TopicPartition
+
+    todo = {p: (start, end) for p, (start, end) in ranges.items() if end > start}
+    if not todo:
+        return
+    consumer = reader({**config, "fetch.min.bytes": 1, "queued.max.messages.kbytes": 262144})
+    try:
+        consumer.assign([TopicPartition(topic, p, start) for p, (start, _) in todo.items()])
+        last_progress = time.monotonic()
+        while todo:
+            batch: list[KafkaMessage] = []
+            for message in consumer.consume(num_messages=batch_size, timeout=0.5):
+                p = message.partition()
+                if p not in todo:
+                    continue
+                end = todo[p][1]
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        if message.offset() >= end:
+                            _finish(consumer, todo, topic=topic, partition=p)
+                        continue
+                    msg = f"reading {topic}[{p}] failed: {error.str()}"
+                    raise FreshlakeError(msg)
+                offset = message.offset()
+                if offset < end:
+                    batch.append(KafkaMessage.from_confluent(message))
+                if offset >= end - 1:
+                    _finish(consumer, todo, topic=topic, partition=p)
+            if batch:
+                last_progress = time.monotonic()
+                yield batch
+            elif time.monotonic() - last_progress > stall_timeout:
+                msg = (
+                    f"no progress reading {topic} partitions {sorted(todo)} for "
+                    f"{stall_timeout:.0f}s: the broker is down or the range is past the end"
+                )
+                raise FreshlakeError(msg)
+    finally:
+        consumer.close()
+
+
+def _finish(consumer, todo: dict[int, tuple[int, int]], *, topic: str, partition: int) -> None:
+    from confluent_kafka import TopicPartition
+
+    todo.pop(partition, None)
+    consumer.pause([TopicPartition(topic, partition)])

@@ -1,0 +1,30 @@
+"""Where the stores live: local paths by default, object storage URIs by configuration."""
+
+from __future__ import annotations
+
+import dagster as dg
+from pydantic import Field
+
+from freshlake.ingest.raw import RawTables
+from freshlake.settings import store_roots
+from freshlake.streams import StreamSpec
+
+
+class StorageResource(dg.ConfigurableResource):
+    """Delta and LanceDB roots; empty fields come from `FRESHLAKE_DELTA_URI` / `FRESHLAKE_HOME`."""
+
+    delta_root: str | None = Field(default=None, description="path or s3:// gs:// az:// URI")
+    storage_options: dict[str, str] = Field(
+        default_factory=dict, description="delta-rs storage options (credentials, endpoints)"
+    )
+
+    def delta_uri(self, spec: StreamSpec, layer: str) -> str:
+        root = (self.delta_root or store_roots()[0]).rstrip("/")
+        return f"{root}/{spec.name}/{layer}"
+
+    def raw_tables(self, spec: StreamSpec) -> RawTables:
+        return RawTables(
+            raw=self.delta_uri(spec, "raw"),
+            quarantine=self.delta_uri(spec, "quarantine"),
+            storage_options=self.storage_options,
+        )

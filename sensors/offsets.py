@@ -1,0 +1,106 @@
+"""`<stream>_offsets`: watches watermarks against the raw table's commits and launches runs."""
+
+import time
+
+import dagster as dg
+
+from freshlake.errors import FreshlakeConfigError
+from freshlake.streams import StreamSpec
+from resources.kafka import KafkaResource
+from resources.storage import StorageResource
+
+STREAM_TAG = "freshlake/stream"
+RANGES_TAG = "freshlake/ranges"
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+FAILED = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
+
+
+def build_offsets_sensor(
+    spec: StreamSpec, *, job: dg.JobDefinition | object, interval_seconds: int = 2
+) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=f"{spec.name}_offsets",
+        job=job,
+        minimum_interval_seconds=interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Launches `{spec.name}` ingestion when `{spec.topic}` has new offsets.",
+    )
+    def _offsets(
+        context: dg.SensorEvaluationContext, kafka: KafkaResource, storage: StorageResource
+    ):
+        return evaluate(context, spec=spec, kafka=kafka, storage=storage, now=time.time())
+
+    return _offsets
+
+
+def evaluate(
+    context: dg.SensorEvaluationContext,
+    *,
+    spec: StreamSpec,
+    kafka: KafkaResource,
+    storage: StorageResource,
+    now: float,
+) -> dg.SensorResult | dg.SkipReason:
+    from freshlake.delta.tables import committed_offsets
+    from freshlake.ingest.plan import next_offsets
+    from freshlake.ingest.trigger import SensorCursor, decide
+    from freshlake.kafka.consumer import topic_partitions, watermarks
+
+    in_flight = context.instance.get_runs(
+        filters=dg.RunsFilter(tags={STREAM_TAG: spec.name}, statuses=IN_FLIGHT), limit=1
+    )
+    if in_flight:
+        return dg.SkipReason(f"run {in_flight[0].run_id[:8]} for {spec.name} is still in flight")
+    try:
+        config = kafka.client_config()
+        partitions = topic_partitions(config, topic=spec.topic, timeout=5)
+        marks = watermarks(config, topic=spec.topic, partitions=partitions, timeout=5)
+    except FreshlakeConfigError as exc:
+        # A broker outage is a reason to wait, not to crash-loop the tick.
+        return dg.SkipReason(f"Kafka unavailable, will retry: {exc}")
+    tables = storage.raw_tables(spec)
+    committed = committed_offsets(
+        tables.raw, topic=spec.topic, partitions=partitions, storage_options=tables.storage_options
+    )
+    start = next_offsets(committed=committed, low=marks.low, high=marks.high, topic=spec.topic)
+    decision = decide(
+        topic=spec.topic,
+        start=start,
+        high=marks.high,
+        batching=spec.batching,
+        cursor=SensorCursor.loads(context.cursor),
+        now=now,
+    )
+    if decision.run_key is None:
+        return dg.SensorResult(skip_reason=decision.skip_reason, cursor=decision.cursor.dumps())
+    failed = context.instance.get_runs(
+        filters=dg.RunsFilter(tags={RANGES_TAG: decision.run_key}, statuses=FAILED)
+    )
+    # A failed run's range is asked for again under a new key, never lost behind de-duplication.
+    key = decision.run_key if not failed else f"{decision.run_key}#retry{len(failed)}"
+    request = dg.RunRequest(
+        run_key=key,
+        run_config={
+            "ops": {
+                f"{spec.name}_raw": {
+                    "config": {
+                        "offset_ranges": [
+                            {"partition": r.partition, "start": r.start, "end": r.end}
+                            for r in decision.ranges
+                        ]
+                    }
+                }
+            }
+        },
+        tags={
+            STREAM_TAG: spec.name,
+            RANGES_TAG: decision.run_key,
+            "freshlake/lag": str(decision.lag),
+        },
+    )
+    return dg.SensorResult(run_requests=[request], cursor=decision.cursor.dumps())

@@ -1,0 +1,111 @@
+"""`freshlake dev` as `make run` starts it: UI up, topics filling, raw tables filling by themselves
+through the daemon's sensors, and nothing left running after Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from freshlake.delta.tables import committed_offsets
+from freshlake.kafka.broker import free_port
+from freshlake.streams import DEMO_STREAMS
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_dev_runs_the_platform_and_stops_clean(tmp_path) -> None:
+    port = free_port()
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DAGSTER_HOME"}
+    }
+    env.update(FRESHLAKE_HOME=str(tmp_path / "home"), PYTHONUNBUFFERED="1")
+    log = (tmp_path / "dev.log").open("w+")
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "freshlake.cli", "dev", "--port", str(port), "--rate", "40"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        bootstrap = None
+        deadline = time.monotonic() + 150
+        while time.monotonic() < deadline and bootstrap is None:
+            assert dev.poll() is None, Path(log.name).read_text()[-3000:]
+            found = re.search(r"freshlake is up: .* broker (\S+)", Path(log.name).read_text())
+            bootstrap = found.group(1) if found else None
+            time.sleep(1)
+        assert bootstrap, Path(log.name).read_text()[-3000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=10) as reply:
+            assert reply.status == 200
+
+        # The sensors run by default: every demo stream's raw table fills with no manual action.
+        config = {"bootstrap.servers": bootstrap}
+        delta = tmp_path / "home" / "delta"
+        deadline = time.monotonic() + 180
+        filled: set[str] = set()
+        while time.monotonic() < deadline and len(filled) < len(DEMO_STREAMS):
+            for spec in DEMO_STREAMS:
+                offsets = committed_offsets(
+                    str(delta / spec.name / "raw"), topic=spec.topic, partitions=[0, 1, 2]
+                )
+                if any(v is not None for v in offsets.values()):
+                    filled.add(spec.name)
+            time.sleep(2)
+        assert filled == {s.name for s in DEMO_STREAMS}, Path(log.name).read_text()[-4000:]
+        import polars as pl
+
+        from freshlake.kafka.consumer import watermarks
+
+        assert pl.read_delta(str(delta / "flights" / "raw")).height > 0
+        assert all(sum(watermarks(config, topic=s.topic).high.values()) > 0 for s in DEMO_STREAMS)
+
+        family = descendants(dev.pid)
+        assert len(family) >= 3  # broker, dagster dev, webserver/daemon
+    finally:
+        dev.send_signal(signal.SIGINT)
+        try:
+            dev.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            dev.kill()
+            raise
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(alive(p) for p in family):
+        time.sleep(0.5)
+    assert not [p for p in family if alive(p)], "processes left behind after Ctrl-C"
+    assert "freshlake stopped" in Path(log.name).read_text()
