@@ -56,8 +56,8 @@ def next_offsets(
         if start < low.get(partition, 0):
             msg = (
                 f"{topic}[{partition}] starts at offset {low[partition]} but offsets from "
-                f"{start} were never ingested: retention deleted them. Raise the topic's retention or accept the "
-                "gap explicitly by backfilling from the new start."
+                f"{start} were never ingested: retention deleted them. Raise the topic's "
+                "retention, or accept the gap explicitly by backfilling from the new start."
             )
             raise OffsetsLostToRetention(msg)
         result[partition] = start
