@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.maintenance import build_maintenance_definitions
 from assets.streams import build_stream_definitions
 from freshlake.streams import DEMO_STREAMS
 from resources.kafka import KafkaResource
@@ -11,5 +12,6 @@ from resources.storage import StorageResource
 
 defs = dg.Definitions.merge(
     *(build_stream_definitions(spec) for spec in DEMO_STREAMS),
+    build_maintenance_definitions(DEMO_STREAMS),
     dg.Definitions(resources={"kafka": KafkaResource(), "storage": StorageResource()}),
 )

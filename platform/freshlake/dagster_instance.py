@@ -28,6 +28,10 @@ concurrency:
         value:
           applyLimitPerUniqueValue: true
         limit: 1
+      - key: freshlake/maintenance
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
 run_retries:
   enabled: true
   max_retries: 2
