@@ -1,0 +1,156 @@
+"""The Debezium change-event envelope: unwrap and check it; read the stream key from a Kafka key.
+
+Pure functions over already-decoded JSON, so the ingest path parses each message once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Op = Literal["c", "u", "d", "r"]
+OPS: frozenset[str] = frozenset({"c", "u", "d", "r"})
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+class EnvelopeError(ValueError):
+    """The message is JSON but not a Debezium change event we can apply."""
+
+
+def unwrap(envelope: dict[str, Any]) -> dict[str, Any]:
+    """Return the bare envelope (`before`, `after`, `source`, `op`, `ts_ms`).
+
+    Debezium's JSON converter with `schemas.enable=true` wraps each event as
+    `{"schema": ..., "payload": ...}`; with schemas off the envelope comes bare. Both are accepted.
+    """
+    if "op" in envelope or "payload" not in envelope:
+        return envelope
+    payload = envelope["payload"]
+    if not isinstance(payload, dict):
+        msg = f"Debezium envelope 'payload' must be an object, got {_kind(payload)}"
+        raise EnvelopeError(msg)
+    return payload
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DebeziumChange:
+    """One row change. `row` is the image the change leaves behind (or, for a delete, removes)."""
+
+    op: Op
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+    source_ts_ms: int | None = None
+    source_table: str | None = None
+    source_lsn: int | None = None  # postgres
+    source_pos: int | None = None  # mysql binlog position
+    ts_ms: int | None = None
+
+    @property
+    def row(self) -> dict[str, Any]:
+        """`after` for create/update/snapshot read, `before` for a delete."""
+        row = self.before if self.op == "d" else self.after
+        if row is None:
+            msg = f"Debezium op {self.op!r} has no row image"
+            raise EnvelopeError(msg)
+        return row
+
+    @property
+    def is_delete(self) -> bool:
+        return self.op == "d"
+
+
+def parse_change(value: dict[str, Any]) -> DebeziumChange:
+    """Check a bare envelope (see `unwrap`) and return the change, or raise `EnvelopeError`.
+
+    Truncate (`t`) and message (`m`) events are refused: they carry no row to apply.
+    """
+    if not isinstance(value, dict):
+        msg = f"Debezium envelope must be an object, got {_kind(value)}"
+        raise EnvelopeError(msg)
+    op = value.get("op")
+    if op is None:
+        msg = "Debezium envelope has no 'op' (expected one of c, u, d, r)"
+        raise EnvelopeError(msg)
+    if op not in OPS:
+        msg = f"Debezium envelope has unknown op {str(op)[:20]!r} (expected one of c, u, d, r)"
+        raise EnvelopeError(msg)
+    before = value.get("before")
+    after = value.get("after")
+    for name, image in (("before", before), ("after", after)):
+        if image is not None and not isinstance(image, dict):
+            msg = f"Debezium envelope '{name}' must be an object or null, got {_kind(image)}"
+            raise EnvelopeError(msg)
+    if op == "d":
+        if before is None:
+            msg = "Debezium delete (op 'd') has no 'before' row image"
+            raise EnvelopeError(msg)
+    elif after is None:
+        msg = f"Debezium op {op!r} has no 'after' row image"
+        raise EnvelopeError(msg)
+    source = value.get("source")
+    if source is None:
+        source = {}
+    elif not isinstance(source, dict):
+        msg = f"Debezium envelope 'source' must be an object or null, got {_kind(source)}"
+        raise EnvelopeError(msg)
+    table = source.get("table")
+    if table is not None and not isinstance(table, str):
+        msg = f"Debezium 'source.table' must be a string, got {_kind(table)}"
+        raise EnvelopeError(msg)
+    return DebeziumChange(
+        op=op,
+        before=before,
+        after=after,
+        source_ts_ms=_opt_int(source.get("ts_ms"), "source.ts_ms"),
+        source_table=table,
+        source_lsn=_opt_int(source.get("lsn"), "source.lsn"),
+        source_pos=_opt_int(source.get("pos"), "source.pos"),
+        ts_ms=_opt_int(value.get("ts_ms"), "ts_ms"),
+    )
+
+
+def key_from_kafka_key(key: bytes | None, key_field: str) -> str | None:
+    """The stream key carried by a Kafka key, or None when there is none.
+
+    Debezium keys are JSON structs (`{"booking_id": "BK1"}`, possibly schema/payload-wrapped);
+    plain JSON streams send the id as UTF-8 text. A struct whose key field is null yields None.
+    Raises `UnicodeDecodeError` (a `ValueError`) when the key is not UTF-8.
+    """
+    if not key:
+        return None
+    text = key.decode("utf-8")
+    if text[:1] == "{":
+        try:
+            obj = json.loads(text)
+        except (ValueError, RecursionError):
+            return text
+        if isinstance(obj, dict):
+            if key_field not in obj and isinstance(obj.get("payload"), dict):
+                obj = obj["payload"]
+            if key_field in obj:
+                found = obj[key_field]
+                return None if found is None else str(found)
+    return text
+
+
+def _opt_int(value: Any, name: str) -> int | None:
+    """An optional int64 (the raw table stores these as int64)."""
+    if value is None or (type(value) is int and _INT64_MIN <= value <= _INT64_MAX):
+        return value
+    msg = f"Debezium '{name}' must be a 64-bit integer or null, got {_kind(value)}"
+    raise EnvelopeError(msg)
+
+
+def _kind(value: Any) -> str:
+    """JSON type name of a decoded value, for error messages (never the value itself)."""
+    if value is None:
+        return "null"
+    return {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
