@@ -36,7 +36,7 @@ def build_maintenance_definitions(streams: Sequence[StreamSpec]) -> dg.Definitio
     @dg.job(
         name="delta_maintenance",
         tags={MAINTENANCE_TAG: "delta"},
-        description="Compaction + checkpoints; safe alongside streaming writes (conflicts retried).",
+        description="Compaction + checkpoints; safe beside streaming writes (conflicts retried).",
     )
     def delta_maintenance() -> None:
         compact_delta_tables()

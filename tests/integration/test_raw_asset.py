@@ -1,4 +1,4 @@
-"""Materializing `<stream>/raw` by hand (no config), as from the UI or `dagster asset materialize`."""
+"""Materializing `<stream>/raw` by hand with no config, as the UI does."""
 
 from __future__ import annotations
 

@@ -37,8 +37,13 @@ def compact(
     table = open_table(uri, storage_options=storage_options)
     if table is None:
         return CompactionResult(
-            uri=uri, files_before=0, files_after=0, files_removed=0, files_added=0,
-            version=None, seconds=0.0,
+            uri=uri,
+            files_before=0,
+            files_after=0,
+            files_removed=0,
+            files_added=0,
+            version=None,
+            seconds=0.0,
         )
     before = len(table.file_uris())
     metrics: dict[str, object] = {}
