@@ -29,6 +29,30 @@ class Freshness:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Enrichment:
+    """Join another stream's current row into this stream's documents (`{prefix.field}`)."""
+
+    stream: str
+    on: str  # this stream's field holding the other stream's key
+    prefix: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DocumentSpec:
+    """How a current row becomes searchable text.
+
+    `template` is `str.format` text over the row; a `[...]` segment is dropped when any field in
+    it is empty (None, "", 0), so optional facts read naturally. `attributes` are copied to the
+    vector rows for filtering.
+    """
+
+    template: str
+    attributes: tuple[str, ...] = ()
+    enrich: Enrichment | None = None
+    version: str = "1"  # bump when the template changes meaning: it is part of the code version
+
+
+@dataclass(frozen=True, kw_only=True)
 class StreamSpec:
     """One Kafka topic and the tables built from it.
 
@@ -54,6 +78,7 @@ class StreamSpec:
     batching: Batching = field(default_factory=Batching)
     freshness: Freshness = field(default_factory=Freshness)
     description: str = ""
+    document: DocumentSpec | None = None  # None: kept in Delta, not embedded
 
 
 DEMO_STREAMS: tuple[StreamSpec, ...] = (
@@ -79,6 +104,15 @@ DEMO_STREAMS: tuple[StreamSpec, ...] = (
         required=("flight_id", "status", "event_time"),
         event_time_field="event_time",
         description="Flight status events (scheduled, boarding, delayed, gate change, ...).",
+        document=DocumentSpec(
+            template=(
+                "Flight {flight_number} ({airline}) from {origin} to {destination} is {status}"
+                "[, delayed {delay_minutes} minutes][ because of {reason}][, gate {gate}]"
+                "[, scheduled to depart {scheduled_departure}]"
+                "[, now expected {estimated_departure}]."
+            ),
+            attributes=("flight_id", "status", "origin", "destination", "airline"),
+        ),
     ),
     StreamSpec(
         name="bookings",
@@ -98,6 +132,17 @@ DEMO_STREAMS: tuple[StreamSpec, ...] = (
         required=("booking_id",),
         event_time_field="updated_at",
         description="Booking rows captured from the airline database by Debezium.",
+        document=DocumentSpec(
+            template=(
+                "Booking {booking_id} for {passenger_name} is {status} on flight {flight_id}"
+                "[, seat {seat}][, {fare_class} fare]"
+                "[. Flight {flight.flight_number} from {flight.origin} to {flight.destination}"
+                " is {flight.status}][, delayed {flight.delay_minutes} minutes]"
+                "[ because of {flight.reason}][, gate {flight.gate}]."
+            ),
+            attributes=("booking_id", "flight_id", "status"),
+            enrich=Enrichment(stream="flights", on="flight_id", prefix="flight"),
+        ),
     ),
     StreamSpec(
         name="policies",
@@ -114,6 +159,9 @@ DEMO_STREAMS: tuple[StreamSpec, ...] = (
         required=("policy_id", "title", "body", "event_time"),
         event_time_field="event_time",
         description="Airline policy documents (rebooking, refunds, baggage, compensation).",
+        document=DocumentSpec(
+            template="{title}\n\n{body}", attributes=("policy_id", "category", "title")
+        ),
     ),
     StreamSpec(
         name="feedback",

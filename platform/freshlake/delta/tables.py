@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 COMMIT_ATTEMPTS = 5
 
+# Change Data Feed on every table: `current` folds raw incrementally from it, and downstream
+# consumers of `current` read its changes the same way.
+CDF = {"delta.enableChangeDataFeed": "true"}
+
 
 def app_id(*, topic: str, partition: int) -> str:
     return f"{topic}-{partition}"
@@ -106,6 +110,7 @@ def append_offsets(
                 mode="append",
                 partition_by=[PARTITION_COLUMN],
                 storage_options=dict(storage_options or {}) or None,
+                configuration=CDF,  # only used when this write creates the table
                 commit_properties=CommitProperties(app_transactions=txns),
             )
         except CommitFailedError:
@@ -128,17 +133,20 @@ def ensure_table(
     *,
     schema: pa.Schema,
     storage_options: Mapping[str, str] | None = None,
-    configuration: Mapping[str, str] | None = None,
+    partition_by: list[str] | None = None,
 ) -> None:
-    """Create an empty table with `schema` so readers and sensors find it before any data."""
+    """Create an empty table with `schema` so readers and sensors find it before any data.
+
+    `partition_by` defaults to the Kafka-date column of the primary store's tables.
+    """
     from deltalake import DeltaTable
 
     if open_table(uri, storage_options=storage_options) is None:
         DeltaTable.create(
             uri,
             schema=schema,
-            partition_by=[PARTITION_COLUMN],
+            partition_by=[PARTITION_COLUMN] if partition_by is None else partition_by or None,
             mode="ignore",
             storage_options=dict(storage_options or {}) or None,
-            configuration=dict(configuration or {}) or None,
+            configuration=CDF,
         )

@@ -1,0 +1,246 @@
+"""`<stream>/current`: one row per key, folded incrementally from raw (invariant 4).
+
+Only raw commits newer than the last one folded are read (raw's Change Data Feed); the last raw
+version folded is recorded in the same commit as the MERGE (`Transaction(app_id="raw", ...)`), so
+a crash or replay folds nothing twice. Every update is guarded by `version` (the Kafka offset of
+the row's event): an older event never overwrites a newer one, in any order of arrival. A delete
+keeps the key as a row with `is_deleted = true` (readers skip it) so that an older upsert replayed
+later cannot bring a deleted booking back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from freshlake.delta.schemas import FIELD_TYPES, TS
+from freshlake.delta.tables import COMMIT_ATTEMPTS, ensure_table, open_table
+from freshlake.streams import StreamSpec
+
+log = logging.getLogger(__name__)
+
+RAW_APP_ID = "raw"
+
+BOOKKEEPING: list[pa.Field] = [
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("is_deleted", pa.bool_(), nullable=False),
+    pa.field("version", pa.int64(), nullable=False),
+    pa.field("source_topic", pa.string(), nullable=False),
+    pa.field("source_partition", pa.int32(), nullable=False),
+    pa.field("source_offset", pa.int64(), nullable=False),
+    pa.field("raw_delta_version", pa.int64(), nullable=False),
+    pa.field("kafka_timestamp", TS),
+    pa.field("event_time", TS),
+    pa.field("ingested_at", TS),
+]
+
+
+def current_schema(spec: StreamSpec) -> pa.Schema:
+    names = {f.name for f in BOOKKEEPING}
+    record = [pa.field(n, FIELD_TYPES[t]) for n, t in spec.fields.items() if n not in names]
+    return pa.schema([*BOOKKEEPING, *record])
+
+
+def fold(raw: pa.Table, *, spec: StreamSpec) -> pa.Table:
+    """Raw rows (with `_commit_version`) -> the newest row per key, as `current_schema` rows."""
+    import polars as pl
+
+    schema = current_schema(spec)
+    if raw.num_rows == 0:
+        return schema.empty_table()
+    frame = (
+        pl.from_arrow(raw)
+        .sort("kafka_offset")
+        .group_by("key", maintain_order=True)
+        .last()
+        .select(
+            pl.col("key"),
+            pl.col("is_delete").alias("is_deleted"),
+            pl.col("kafka_offset").alias("version"),
+            pl.col("kafka_topic").alias("source_topic"),
+            pl.col("kafka_partition").alias("source_partition"),
+            pl.col("kafka_offset").alias("source_offset"),
+            pl.col("_commit_version").cast(pl.Int64).alias("raw_delta_version"),
+            *[pl.col(f.name) for f in schema if f.name not in {f.name for f in BOOKKEEPING[:7]}],
+        )
+    )
+    return frame.to_arrow().cast(schema)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FoldResult:
+    raw_versions: tuple[int, int] | None  # (first, last) raw commit folded; None: nothing new
+    raw_rows: int
+    keys_upserted: int
+    keys_deleted: int
+    rows_inserted: int
+    rows_updated: int
+    current_version: int | None
+    seconds: float
+
+
+def last_folded_raw_version(
+    uri: str, *, storage_options: Mapping[str, str] | None = None
+) -> int | None:
+    table = open_table(uri, storage_options=storage_options)
+    return None if table is None else table.transaction_version(RAW_APP_ID)
+
+
+def raw_changes(
+    raw_uri: str, *, after: int | None, storage_options: Mapping[str, str] | None = None
+):
+    """(rows inserted into raw after version `after`, (first, last) version) or (None, None)."""
+    raw = open_table(raw_uri, storage_options=storage_options)
+    if raw is None:
+        return None, None
+    latest = raw.version()
+    first = 0 if after is None else after + 1
+    if first > latest:
+        return None, None
+    table = _read_all(raw.load_cdf(starting_version=first, ending_version=latest))
+    if table.num_rows:
+        change_type = table.column("_change_type").cast(pa.string())
+        table = table.filter(pa.compute.equal(change_type, "insert"))
+    return table, (first, latest)
+
+
+def fold_into_current(
+    *,
+    spec: StreamSpec,
+    raw_uri: str,
+    current_uri: str,
+    storage_options: Mapping[str, str] | None = None,
+) -> FoldResult:
+    """Fold raw commits not yet folded into `current`, in one guarded MERGE."""
+    from deltalake.exceptions import CommitFailedError
+
+    t0 = time.perf_counter()
+    ensure_table(
+        current_uri, schema=current_schema(spec), storage_options=storage_options, partition_by=[]
+    )
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        after = last_folded_raw_version(current_uri, storage_options=storage_options)
+        changes, versions = raw_changes(raw_uri, after=after, storage_options=storage_options)
+        if versions is None:
+            table = open_table(current_uri, storage_options=storage_options)
+            return FoldResult(
+                raw_versions=None,
+                raw_rows=0,
+                keys_upserted=0,
+                keys_deleted=0,
+                rows_inserted=0,
+                rows_updated=0,
+                current_version=table.version(),
+                seconds=time.perf_counter() - t0,
+            )
+        try:
+            result = merge_into_current(
+                spec=spec,
+                current_uri=current_uri,
+                raw_rows=changes,
+                raw_version=versions[1],
+                storage_options=storage_options,
+            )
+        except CommitFailedError:
+            log.warning(
+                "current merge conflict, retrying", extra={"stream": spec.name, "attempt": attempt}
+            )
+            continue
+        return FoldResult(
+            **{**result.__dict__, "raw_versions": versions, "seconds": time.perf_counter() - t0}
+        )
+    msg = (
+        f"could not merge into {current_uri} after {COMMIT_ATTEMPTS} attempts (concurrent writers)"
+    )
+    raise RuntimeError(msg)
+
+
+def merge_into_current(
+    *,
+    spec: StreamSpec,
+    current_uri: str,
+    raw_rows: pa.Table,
+    raw_version: int | None,
+    storage_options: Mapping[str, str] | None = None,
+) -> FoldResult:
+    """Fold `raw_rows` (with `_commit_version`) and MERGE them, guarded by `version`.
+
+    `raw_version` is recorded as the last raw commit folded; None leaves the record alone (a
+    re-derivation from older raw data must not move it).
+    """
+    from deltalake import CommitProperties, Transaction
+
+    t0 = time.perf_counter()
+    ensure_table(
+        current_uri, schema=current_schema(spec), storage_options=storage_options, partition_by=[]
+    )
+    folded = fold(raw_rows, spec=spec)
+    txns = [] if raw_version is None else [Transaction(app_id=RAW_APP_ID, version=raw_version)]
+    table = open_table(current_uri, storage_options=storage_options)
+    metrics = (
+        table.merge(
+            source=folded,
+            predicate="t.key = s.key",
+            source_alias="s",
+            target_alias="t",
+            commit_properties=CommitProperties(app_transactions=txns),
+        )
+        .when_matched_update_all(predicate="s.version > t.version")
+        .when_not_matched_insert_all()
+        .execute()
+    )
+    deleted = int(pa.compute.sum(folded.column("is_deleted").cast(pa.int64())).as_py() or 0)
+    return FoldResult(
+        raw_versions=None,
+        raw_rows=raw_rows.num_rows,
+        keys_upserted=folded.num_rows - deleted,
+        keys_deleted=deleted,
+        rows_inserted=int(metrics.get("num_target_rows_inserted", 0)),
+        rows_updated=int(metrics.get("num_target_rows_updated", 0)),
+        current_version=open_table(current_uri, storage_options=storage_options).version(),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def current_changes(
+    current_uri: str, *, after: int | None, storage_options: Mapping[str, str] | None = None
+) -> tuple[pa.Table | None, int | None]:
+    """Rows of `current` changed after version `after` (their post-images), and the last version.
+
+    With `after=None` this is the whole table: the first pass, or a rebuild.
+    """
+    import polars as pl
+
+    table = open_table(current_uri, storage_options=storage_options)
+    if table is None:
+        return None, None
+    latest = table.version()
+    if after is None:
+        return table.to_pyarrow_table(), latest
+    if after >= latest:
+        return None, latest
+    changes = pl.from_arrow(
+        _read_all(table.load_cdf(starting_version=after + 1, ending_version=latest))
+    )
+    if changes.height == 0:
+        return None, latest
+    post = (
+        changes.filter(pl.col("_change_type").is_in(["insert", "update_postimage"]))
+        .sort("_commit_version")
+        .group_by("key", maintain_order=True)
+        .last()
+        .drop("_change_type", "_commit_version", "_commit_timestamp")
+    )
+    return post.to_arrow(), latest
+
+
+def _read_all(reader) -> pa.Table:
+    """delta-rs hands back an arro3 stream of view types: read it as plain Arrow columns."""
+    table = pa.RecordBatchReader.from_stream(reader).read_all()
+    plain = {pa.string_view(): pa.string(), pa.binary_view(): pa.binary()}
+    schema = pa.schema([f.with_type(plain.get(f.type, f.type)) for f in table.schema])
+    return table.cast(schema) if schema != table.schema else table
