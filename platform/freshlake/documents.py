@@ -71,9 +71,6 @@ def render(
         values = {name: lookup(name) for name in names}
         if optional and any(_empty(v) for v in values.values()):
             continue
-        out.append(
-            _FIELD.sub(
-                lambda m: _text(values[m.group(1)]) if values[m.group(1)] is not None else "", piece
-            )
+        out.append(_fill(piece, values))
         )
     return "".join(out).strip()
