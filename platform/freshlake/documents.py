@@ -72,5 +72,4 @@ def render(
         if optional and any(_empty(v) for v in values.values()):
             continue
         out.append(_fill(piece, values))
-        )
     return "".join(out).strip()
