@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import random
 from datetime import UTC, datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -579,3 +580,134 @@ def test_raw_table_from_split_is_a_plain_arrow_table() -> None:
     raw, _ = split_messages(FLIGHTS, [message(flight())], ingested_at=INGESTED_AT)
     assert isinstance(raw, pa.Table)
     assert raw.column("kafka_headers").to_pylist() == [[]]
+
+
+# --- the column-at-a-time fast path ------------------------------------------------------------
+
+
+def both_paths(
+    spec: StreamSpec, messages: list[KafkaMessage], monkeypatch: pytest.MonkeyPatch
+) -> tuple[tuple[pa.Table, pa.Table], tuple[pa.Table, pa.Table]]:
+    """split_messages as is, and with the fast path off (message by message only)."""
+    fast = split_messages(spec, messages, ingested_at=INGESTED_AT)
+    with monkeypatch.context() as m:
+        m.setattr(parse.Splitter, "_fast_chunk", lambda self, batch: None)
+        slow = split_messages(spec, messages, ingested_at=INGESTED_AT)
+    return fast, slow
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        ["2025-06-01T08:15:00.000000+00:00", "2025-06-01T10:15:00.5+02:00", None],
+        ["2025-06-01T08:15:00Z", "2025-06-01 08:15:00.123-05:30"],
+        ["2025-06-01T08:15:00", "2025-06-01 08:15:00.5"],  # naive means UTC
+        ["2025-06-01T08:15:00", "2025-06-01T08:15:00Z"],  # naive and aware mixed
+        [T0_MS, T0_MS + 7, 0],
+        [T0_MS, "2025-06-01T08:15:00Z"],
+        ["2025-02-30T08:15:00Z", "2025-06-01T08:15:00Z"],  # no such day
+        ["2025-06-01T08:15:00.1234567Z", "2025-06-01T08:15:00Z"],
+        ["0001-01-01T00:00:00+00:01", "9999-12-31T23:59:59.999999-00:01", "0999-06-01T00:00:00Z"],
+        ["2025-06-01T24:00:00Z", "2025-06-01T08:15:60Z", "2025-06-01T08:15:00+24:00"],
+        [10**18, -(10**16), 2**63],
+        ["next tuesday", "2025-06-01T08:15:00\n", "2025-06-01t08:15:00z"],
+    ],
+)
+def test_fast_path_lands_every_message_where_the_message_path_does(
+    times: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    messages = [message(flight(event_time=t, scheduled_departure=t)) for t in times]
+    messages += [message(flight(estimated_departure=t)) for t in times if t is not None]
+    (raw, quarantine), (slow_raw, slow_quarantine) = both_paths(FLIGHTS, messages, monkeypatch)
+    assert raw.to_pylist() == slow_raw.to_pylist()
+    assert quarantine.to_pylist() == slow_quarantine.to_pylist()
+    assert raw.num_rows + quarantine.num_rows == len(messages)
+
+
+def test_fast_path_and_message_path_agree_on_the_demo_world(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    world_module = pytest.importorskip("freshlake.demo.world")
+    world = world_module.DemoWorld(
+        seed=11, start=datetime(2025, 6, 1, 6, 0, tzinfo=UTC), bad_ratio=0.02
+    )
+    demo = [m for m in itertools.islice(world.messages(), 4000) if m.topic == "flights"]
+    messages = [
+        KafkaMessage(
+            topic=m.topic,
+            partition=0,
+            offset=i,
+            key=m.key,
+            value=m.value,
+            timestamp_ms=m.timestamp_ms,
+            headers=tuple(m.headers),
+        )
+        for i, m in enumerate(demo)
+    ]
+    monkeypatch.setattr(parse, "_CHUNK_ROWS", 64)  # some chunks all good, some not
+    (raw, quarantine), (slow_raw, slow_quarantine) = both_paths(FLIGHTS, messages, monkeypatch)
+    assert raw.num_rows > 0 and quarantine.num_rows > 0
+    assert raw.to_pylist() == slow_raw.to_pylist()
+    assert quarantine.to_pylist() == slow_quarantine.to_pylist()
+
+
+def test_fast_path_refuses_what_the_checks_refuse(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = StreamSpec(
+        name="s",
+        topic="s",
+        key_field="id",
+        fields={"id": "string", "n": "int", "x": "float", "ok": "bool", "tags": "list"},
+        required=("id", "ok"),
+    )
+    good = {"id": "a", "n": 1, "x": 2, "ok": True, "tags": ["b", "a"]}
+    variants = [
+        good,
+        dict(good, n=3.0),  # Arrow would take 3.0 as an int64
+        dict(good, x=True),  # and True as a float64
+        dict(good, ok=1),
+        dict(good, ok=None),
+        dict(good, x=2**1030),  # too large for a float
+        dict(good, x=2**60 + 1),  # a float, though not exactly
+        dict(good, n=2**63),
+        dict(good, id=7),
+    ]
+    messages = [message(v, key=b"a", topic="s") for v in variants]
+    for one in messages:
+        (raw, quarantine), (slow_raw, slow_quarantine) = both_paths(spec, [one], monkeypatch)
+        assert raw.to_pylist() == slow_raw.to_pylist()
+        assert quarantine.to_pylist() == slow_quarantine.to_pylist()
+    raw, quarantine = split_messages(spec, messages, ingested_at=INGESTED_AT)
+    assert raw.column("kafka_offset").to_pylist() == [messages[i].offset for i in (0, 6)]
+    assert raw.column("tags").to_pylist() == ['["b","a"]'] * 2
+
+
+def test_arrow_reads_iso_timestamps_like_fromisoformat() -> None:
+    rng = random.Random(5)
+    texts = []
+    for _ in range(3000):
+        moment = datetime(1000, 1, 2, tzinfo=UTC) + timedelta(
+            microseconds=rng.randrange(250_000_000_000_000_000)
+        )
+        offset = timedelta(minutes=rng.randrange(-24 * 60 + 1, 24 * 60))
+        local = moment.astimezone(timezone(offset))
+        digits = rng.choice([0, 1, 3, 6])
+        fraction = f".{local.microsecond:06d}"[: digits + 1] if digits else ""
+        zone = rng.choice(["Z", local.strftime("%z")[:3] + ":" + local.strftime("%z")[3:], ""])
+        if zone == "Z":
+            local = moment
+        sep = rng.choice("T ")
+        texts.append(f"{local:%Y-%m-%d}{sep}{local:%H:%M:%S}{fraction}{zone}")
+    aware = [t for t in texts if t[-6] in "+-" or t[-1] == "Z"]
+    naive = [t for t in texts if t not in aware]
+    assert parse._timestamps_at_once(aware) is not None  # Arrow does these
+    assert parse._timestamps_at_once(naive) is not None
+    for group in (aware, naive, texts):
+        expected = []
+        for text in group:
+            try:
+                expected.append(parse._epoch_us(text))
+            except ValueError:
+                expected.append(None)
+        column = parse._timestamps(tuple(group), "t", errors := {})
+        assert column.cast(pa.int64()).to_pylist() == expected
+        assert not errors

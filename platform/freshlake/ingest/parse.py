@@ -18,13 +18,15 @@ Tombstones (value None) are deletes, not errors, as long as their Kafka key name
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 try:  # optional speed-up: the standard library does the same job, slower
     from orjson import loads as _orjson_loads
@@ -32,8 +34,16 @@ except ImportError:  # pragma: no cover - depends on the environment
     _orjson_loads = None
 
 from freshlake.cdc.debezium import EnvelopeError, key_from_kafka_key, parse_change, unwrap
-from freshlake.delta.schemas import HEADERS, PARTITION_COLUMN, TS, quarantine_schema, raw_schema
-from freshlake.kafka.messages import KafkaMessage
+from freshlake.delta.schemas import (
+    DEBEZIUM_COLUMNS,
+    FIELD_TYPES,
+    HEADERS,
+    PARTITION_COLUMN,
+    TS,
+    quarantine_schema,
+    raw_schema,
+)
+from freshlake.kafka.messages import KafkaMessage, MessageBatch
 from freshlake.streams import FieldType, StreamSpec
 
 INVALID_UTF8: Final = "invalid_utf8"
@@ -52,7 +62,8 @@ ERROR_CLASSES: tuple[str, ...] = (
 )
 
 MAX_ERROR_MESSAGE = 500
-_CHUNK_ROWS = 8192  # rows per Arrow conversion in `split_messages`
+_CHUNK_ROWS = 8192  # messages per Arrow conversion in `split_messages`
+_PASS_ROWS = 1024  # messages per orjson pass of `Splitter._fast_chunk` (see there)
 _raw_decode = json.JSONDecoder().raw_decode
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
@@ -63,6 +74,7 @@ _MS_PER_DAY = 86_400_000
 _MIN_US = -62_135_596_800_000_000
 _MAX_US = 253_402_300_799_999_999
 _MIN_MS, _MAX_MS = _MIN_US // 1000, _MAX_US // 1000
+_MIN_FAST_DAY_MS = -30_610_224_000_000  # 1000-01-01: Arrow writes 4-digit years as isoformat
 _DEBEZIUM_NULLS: tuple[None, ...] = (None,) * 7  # op, before, after, source_ts_ms/table/lsn/pos
 # Arrow refuses a value the checks let through (e.g. a lone surrogate in a string).
 _ARROW_ERRORS = (pa.ArrowException, UnicodeEncodeError, OverflowError, TypeError, ValueError)
@@ -113,10 +125,6 @@ def _epoch_us(value: str | int) -> int:
     raise _BadValue(msg)
 
 
-def _datetime(us: int | None) -> datetime | None:
-    return None if us is None else _EPOCH + timedelta(microseconds=us)
-
-
 # kind -> (accepted Python types, converter or None). Exact type checks: bool is not an int,
 # and 3.0 is not an int either (strict), while a float field accepts JSON integers. An int
 # outside int64 passes here and is caught when Arrow refuses it (`_refuse_unstorable`).
@@ -147,7 +155,8 @@ class _TableBuilder:
     """Row tuples -> a table of `schema` with one Arrow conversion, then a few column fix-ups.
 
     Rows follow the schema without `ingested_at` (one value per batch), hold every timestamp
-    as epoch microseconds and `None` for no headers.
+    as epoch microseconds and `None` for no headers. The quarantine is built this way, and raw
+    rows when a column of a chunk cannot be stored (see `Splitter`).
     """
 
     def __init__(self, schema: pa.Schema) -> None:
@@ -165,18 +174,20 @@ class _TableBuilder:
         columns = dict(zip(self.names, pa.array(rows, type=self.row_type).flatten(), strict=True))
         for name in self.timestamps:
             columns[name] = columns[name].cast(TS)
-        headers = columns["kafka_headers"]
-        if headers.null_count:  # null slots have empty offsets ranges: same offsets, no nulls
-            columns["kafka_headers"] = pa.ListArray.from_arrays(
-                headers.offsets, headers.values, type=HEADERS
-            )
+        columns["kafka_headers"] = _no_null_lists(columns["kafka_headers"])
         columns["ingested_at"] = pa.repeat(pa.scalar(ingested_at, type=TS), len(rows))
         arrays = [columns[name] for name in self.schema.names]
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
 
+def _no_null_lists(headers: pa.Array) -> pa.Array:
+    """Null header lists as empty ones: null slots have empty offsets ranges, so same offsets."""
+    if not headers.null_count:
+        return headers
+    return pa.ListArray.from_arrays(headers.offsets, headers.values, type=HEADERS)
+
+
 _QUARANTINE_BUILDER = _TableBuilder(quarantine_schema())
-_N_COORDINATES = 7  # kafka_* and value: how raw and quarantine rows start
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,14 +205,24 @@ class _Compiled:
     # upserts and for deletes: nearly every message of a stream has one of a few signatures.
     signatures: set[tuple[type, ...]]
     delete_signatures: set[tuple[type, ...]]
+    # Converters run per message; timestamps are converted per column (`_timestamps`).
     converters: tuple[tuple[int, Callable[[Any], Any]], ...]
+    timestamp_fields: tuple[int, ...]  # positions in names of the timestamp fields
     event_time_index: int | None  # position of the event-time field in names
-    row_names: tuple[str, ...]  # raw columns that parse_record returns
-    row_timestamps: tuple[int, ...]  # their positions that hold epoch microseconds
+    null_values: tuple[None, ...]  # a tombstone's checked fields
+    types: tuple[pa.DataType, ...]  # Arrow type of names[:n_kept] in the raw table
     raw_builder: _TableBuilder
+    # `Splitter._fast_chunk`: string and bool fields go through one Arrow struct conversion
+    # (which refuses any other JSON type), the others through Python with their type sets.
+    struct_type: pa.StructType
+    struct_fields: tuple[int, ...]  # positions in names of struct_type's fields
+    python_fields: tuple[tuple[int, frozenset[type]], ...]  # (position, accepted types)
 
 
 _COMPILED: dict[int, _Compiled] = {}
+# Kinds whose Arrow conversion accepts exactly the JSON values the spec accepts (Arrow takes
+# 3.0 for an int64 and True for a float64, so those are checked in Python).
+_STRUCT_KINDS = frozenset({"string", "bool"})
 _OWN_COLUMNS = frozenset({"key", "event_time"})
 
 
@@ -222,23 +243,39 @@ def _compile(spec: StreamSpec) -> _Compiled:
     kept = [name for name in spec.fields if name not in _OWN_COLUMNS]
     names = (*kept, *[name for name in fields if name not in kept])
     kinds = tuple(fields[name] for name in names)
+    required = frozenset(spec.required)
+    struct_fields = tuple(i for i, kind in enumerate(kinds) if kind in _STRUCT_KINDS)
     compiled = _Compiled(
         spec=spec,
         debezium=spec.format == "debezium",
         key_field=spec.key_field,
         names=names,
         kinds=kinds,
-        required=frozenset(spec.required),
+        required=required,
         n_kept=len(kept),
         signatures=set(),
         delete_signatures=set(),
         converters=tuple(
-            (i, convert) for i, kind in enumerate(kinds) if (convert := _CHECKERS[kind][1])
+            (i, convert)
+            for i, kind in enumerate(kinds)
+            if kind != "timestamp" and (convert := _CHECKERS[kind][1])
         ),
+        timestamp_fields=tuple(i for i, kind in enumerate(kinds) if kind == "timestamp"),
         event_time_index=names.index(etf) if etf is not None else None,
-        row_names=tuple(schema.names[:-2]),
-        row_timestamps=tuple(i for i, f in enumerate(schema) if f.type == TS)[:-1],
+        null_values=(None,) * len(names),
+        types=tuple(schema.field(name).type for name in kept),
         raw_builder=_TableBuilder(schema),
+        struct_type=pa.struct([pa.field(names[i], FIELD_TYPES[kinds[i]]) for i in struct_fields]),
+        struct_fields=struct_fields,
+        python_fields=tuple(
+            (
+                i,
+                frozenset(_CHECKERS[kinds[i]][0])
+                | ({type(None)} if name not in required else set()),
+            )
+            for i, name in enumerate(names)
+            if i not in struct_fields
+        ),
     )
     _COMPILED[id(spec)] = compiled
     return compiled
@@ -251,37 +288,24 @@ def _kafka_ms(ms: int | None) -> int | None:
     return ms
 
 
-def _coordinates(message: KafkaMessage, ms: int | None) -> tuple[Any, ...]:
-    """kafka_topic .. kafka_headers, then the raw value (row form: see `_TableBuilder`)."""
-    headers = message.headers
-    return (
-        message.topic,
-        message.partition,
-        message.offset,
-        message.key,
-        None if ms is None else ms * 1000,
-        [{"key": k, "value": v} for k, v in headers] if headers else None,
-        message.value,
-    )
-
-
 def _reject(error_class: str, message: str) -> RejectedMessage:
     if len(message) > MAX_ERROR_MESSAGE:
         message = message[: MAX_ERROR_MESSAGE - 3] + "..."
     return RejectedMessage(error_class, message)
 
 
-def _tombstone(c: _Compiled, message: KafkaMessage) -> tuple[Any, ...]:
+# key, is_delete, checked field values, Debezium columns (None for a plain JSON stream)
+_Checked = tuple[str, bool, Sequence[Any], tuple[Any, ...] | None]
+
+
+def _tombstone(c: _Compiled, kafka_key: bytes | None) -> _Checked:
     try:
-        key = key_from_kafka_key(message.key, c.key_field)
+        key = key_from_kafka_key(kafka_key, c.key_field)
     except UnicodeDecodeError as exc:
         raise _reject(INVALID_UTF8, f"tombstone key is not UTF-8: {exc.reason}") from None
     if key is None:
         raise _reject(MISSING_KEY, "tombstone without a key: cannot tell which record to delete")
-    nulls = (None,) * c.n_kept
-    if c.debezium:
-        return (key, True, None, *_DEBEZIUM_NULLS, *nulls)
-    return (key, True, None, *nulls)
+    return key, True, c.null_values, _DEBEZIUM_NULLS if c.debezium else None
 
 
 def _loads(value: bytes) -> Any:
@@ -330,12 +354,15 @@ def _schema_error(c: _Compiled, record: dict[str, Any], is_delete: bool) -> Reje
     return None
 
 
-def _parse(c: _Compiled, message: KafkaMessage) -> tuple[Any, ...]:
-    """key, is_delete, event_time, [debezium columns], typed columns; or raise RejectedMessage."""
-    value = message.value
+def _check(c: _Compiled, kafka_key: bytes | None, value: bytes | None) -> _Checked:
+    """key, is_delete, checked field values, Debezium columns (or None); or raise RejectedMessage.
+
+    Field values are converted, except timestamps: they stay as sent (ISO-8601 text or epoch
+    ms) for `_timestamps`, which converts and checks a whole column at once.
+    """
     if value is None:
-        return _tombstone(c, message)
-    if not message.key:
+        return _tombstone(c, kafka_key)
+    if not kafka_key:
         raise _reject(MISSING_KEY, "message has no Kafka key")
     obj = _loads(value)
     if type(obj) is not dict:
@@ -377,46 +404,108 @@ def _parse(c: _Compiled, message: KafkaMessage) -> tuple[Any, ...]:
             try:
                 values[i] = convert(v)
             except _BadValue as exc:
-                raise _reject(SCHEMA, f"field {c.names[i]!r}: {exc}") from None
-    event_time = None if c.event_time_index is None else values[c.event_time_index]
-    out = values if len(values) == c.n_kept else values[: c.n_kept]
+                raise _first_bad_value(c, values, i, exc) from None
 
     if c.debezium:
-        ts_ms = change.source_ts_ms
-        if event_time is None and ts_ms is not None and _MIN_MS <= ts_ms <= _MAX_MS:
-            event_time = ts_ms * 1000
         before = change.before
         after = change.after
-        return (
-            str(key),
-            is_delete,
-            event_time,
+        debezium = (
             change.op,
             None if before is None else _dumps(before),
             None if after is None else _dumps(after),
-            ts_ms,
+            change.source_ts_ms,
             change.source_table,
             change.source_lsn,
             change.source_pos,
-            *out,
         )
-    return (str(key), False, event_time, *out)
+        return str(key), is_delete, values, debezium
+    return str(key), False, values, None
+
+
+def _first_bad_value(c: _Compiled, values: list[Any], i: int, exc: _BadValue) -> RejectedMessage:
+    """Field `i` failed to convert: the error names it, or an earlier timestamp that fails too."""
+    for j in c.timestamp_fields:
+        if j < i and values[j] is not None:
+            try:
+                _epoch_us(values[j])
+            except _BadValue as earlier:
+                return _reject(SCHEMA, f"field {c.names[j]!r}: {earlier}")
+    return _reject(SCHEMA, f"field {c.names[i]!r}: {exc}")
+
+
+# ISO-8601 texts that Arrow's cast reads exactly as `_epoch_us` does (the tests compare the two);
+# a column with any other text goes through `_epoch_us` value by value.
+# Years 1000-8999 only: with any UTC offset those are within what a datetime holds.
+_ISO_TIME = r"^[1-8]\d{3}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?"
+_ISO_AWARE = _ISO_TIME + r"(Z|[+-]\d{2}:\d{2})$"
+_ISO_NAIVE = _ISO_TIME + "$"
+_NAIVE_TS = pa.timestamp("us")
+
+
+def _timestamps(values: tuple[Any, ...], name: str, errors: dict[int, RejectedMessage]) -> pa.Array:
+    """`_epoch_us` of a column of timestamp field values, as a `timestamp[us, UTC]` array.
+
+    A value it refuses is null in the array and its row gets an error in `errors` (keyed by
+    position), unless an earlier field already gave that row one.
+    """
+    try:
+        fast = _timestamps_at_once(values)
+    except _ARROW_ERRORS:
+        fast = None
+    if fast is not None:
+        return fast
+    out: list[int | None] = []
+    for position, value in enumerate(values):
+        if value is None:
+            out.append(None)
+            continue
+        try:
+            out.append(_epoch_us(value))
+        except _BadValue as exc:
+            out.append(None)
+            if position not in errors:
+                errors[position] = _reject(SCHEMA, f"field {name!r}: {exc}")
+    return pa.array(out, type=pa.int64()).cast(TS)
+
+
+def _timestamps_at_once(values: tuple[Any, ...]) -> pa.Array | None:
+    """The column converted by Arrow, or None (or an Arrow error) when it cannot vouch for it:
+    text not in a form it reads like `datetime.fromisoformat`, mixed text and numbers, values
+    out of range.
+    """
+    try:
+        texts = pa.array(values, type=pa.string())
+    except _ARROW_ERRORS:  # numbers (epoch ms), or a mix
+        millis = pa.array(values, type=pa.int64())
+        low, high = pc.min_max(millis).values()
+        if low.is_valid and (low.as_py() < _MIN_MS or high.as_py() > _MAX_MS):
+            return None
+        return pc.multiply(millis, 1000).cast(TS)
+    if texts.null_count == len(texts):
+        return texts.cast(TS)
+    if not pc.match_substring_regex(texts, _ISO_AWARE).false_count:
+        return texts.cast(TS)
+    if not pc.match_substring_regex(texts, _ISO_NAIVE).false_count:  # naive means UTC
+        return texts.cast(_NAIVE_TS).view(TS)
+    return None
 
 
 def parse_record(spec: StreamSpec, message: KafkaMessage) -> dict[str, Any]:
     """One message -> its raw row, or raise `RejectedMessage`.
 
-    The row has every column of `raw_schema(spec)` except `ingested_at` and the partition column
-    (`kafka_date`), which belong to the batch: `split_messages` adds them. Timestamps are aware
-    UTC datetimes; `kafka_headers` is a list of `{"key", "value"}` dicts.
+    The row is what `split_messages` makes of the message, without `ingested_at` and the
+    partition column (`kafka_date`), which belong to the batch. Timestamps are aware UTC
+    datetimes; `kafka_headers` is a list of `{"key", "value"}` dicts.
     """
-    c = _compile(spec)
-    row = [*_coordinates(message, _kafka_ms(message.timestamp_ms)), *_parse(c, message)]
-    for i in c.row_timestamps:
-        row[i] = _datetime(row[i])
-    if row[5] is None:
-        row[5] = []
-    return dict(zip(c.row_names, row, strict=True))
+    splitter = Splitter(spec, ingested_at=_EPOCH)
+    splitter.add([message])
+    raw, quarantine = splitter.finish()
+    if quarantine.num_rows:
+        error = quarantine.select(["error_class", "error_message"]).to_pylist()[0]
+        raise RejectedMessage(error["error_class"], error["error_message"])
+    row = raw.to_pylist()[0]
+    del row["ingested_at"], row[PARTITION_COLUMN]
+    return row
 
 
 def partition_value(timestamp_ms: int | None, *, ingested_at: datetime) -> str:
@@ -428,12 +517,12 @@ def partition_value(timestamp_ms: int | None, *, ingested_at: datetime) -> str:
 
 
 def split_messages(
-    spec: StreamSpec, messages: Iterable[KafkaMessage], *, ingested_at: datetime
+    spec: StreamSpec, messages: Iterable[KafkaMessage] | MessageBatch, *, ingested_at: datetime
 ) -> tuple[pa.Table, pa.Table]:
     """Parse a batch: (raw table, quarantine table), each message in exactly one, in input order.
 
     The tables have exactly `raw_schema(spec)` and `quarantine_schema()`; the raw one may hold
-    several record batches (one per `_CHUNK_ROWS` rows).
+    several record batches (one per `_CHUNK_ROWS` messages).
 
     Args:
         spec: the stream the messages belong to.
@@ -441,93 +530,384 @@ def split_messages(
         ingested_at: the batch's ingest time (naive = UTC); also gives `kafka_date` to messages
             without a Kafka timestamp.
     """
-    c = _compile(spec)
-    builder = c.raw_builder
-    ingested_at = _utc(ingested_at)
-    fallback_day = ingested_at.date().isoformat()
-    days: dict[int, str] = {}
-    # Rows are tuples in schema order minus `ingested_at`; every `_CHUNK_ROWS` they become an
-    # Arrow table, so the Python objects of a big batch never pile up (memory is what costs).
-    chunks: list[pa.Table] = []
-    rows: list[tuple[Any, ...]] = []
-    index: list[int] = []  # input position of each row, to keep the quarantine in input order
-    bad_rows: list[tuple[int, tuple[Any, ...]]] = []
-    unordered = False
-    parse = _parse
-    coordinates_of = _coordinates
-    for i, message in enumerate(messages):
-        ms = message.timestamp_ms
-        if ms is None or not _MIN_MS <= ms <= _MAX_MS:
-            ms = None
-            day = fallback_day
-        else:
-            day_number = ms // _MS_PER_DAY
-            day = days.get(day_number)
-            if day is None:
-                day = days[day_number] = partition_value(ms, ingested_at=ingested_at)
-        coordinates = coordinates_of(message, ms)
-        try:
-            parsed = parse(c, message)
-        except RejectedMessage as exc:
-            bad_rows.append((i, (*coordinates, exc.error_class, str(exc), day)))
-            continue
-        rows.append((*coordinates, *parsed, day))
-        index.append(i)
-        if len(rows) == _CHUNK_ROWS:
-            unordered |= _flush(builder, rows, index, ingested_at, chunks, bad_rows)
-            rows, index = [], []
-    unordered |= _flush(builder, rows, index, ingested_at, chunks, bad_rows)
-    if unordered:
-        bad_rows.sort(key=lambda item: item[0])
-    raw = pa.concat_tables(chunks) if chunks else builder.schema.empty_table()
-    quarantine = _QUARANTINE_BUILDER.build([row for _, row in bad_rows], ingested_at=ingested_at)
-    return raw, quarantine
+    splitter = Splitter(spec, ingested_at=ingested_at)
+    splitter.add(messages)
+    return splitter.finish()
 
 
-def _flush(
-    builder: _TableBuilder,
-    rows: list[tuple[Any, ...]],
-    index: list[int],
-    ingested_at: datetime,
-    chunks: list[pa.Table],
-    bad_rows: list[tuple[int, tuple[Any, ...]]],
-) -> bool:
-    """Append `rows` to `chunks` as a table; True when rows Arrow refused joined `bad_rows`."""
-    if not rows:
-        return False
-    try:
-        chunks.append(builder.build(rows, ingested_at=ingested_at))
-        return False
-    except _ARROW_ERRORS:
-        kept, refused = _refuse_unstorable(builder, rows, index)
-        bad_rows.extend(refused)
-        if kept:
-            chunks.append(builder.build(kept, ingested_at=ingested_at))
-        return True
+class Splitter:
+    """`split_messages` a batch at a time, e.g. while the reader fetches the next one.
 
-
-def _refuse_unstorable(
-    builder: _TableBuilder, rows: list[tuple[Any, ...]], index: list[int]
-) -> tuple[list[tuple[Any, ...]], list[tuple[int, tuple[Any, ...]]]]:
-    """Slow path, only after Arrow refused the batch: find the rows it refuses by bisection and
-    quarantine them, naming the column (e.g. an int beyond int64, a lone surrogate in a string).
+    Messages are checked one by one; the columns of every `_CHUNK_ROWS` messages become Arrow
+    arrays at once (timestamps included), so the Python objects of a big read never pile up.
     """
-    bad = set(_refused_rows(builder.row_type, rows, 0, len(rows)))
-    kept = [row for position, row in enumerate(rows) if position not in bad]
-    refused: list[tuple[int, tuple[Any, ...]]] = []
-    for position in sorted(bad):
-        row = rows[position]
-        detail = "row cannot be stored"
-        for field, value in zip(builder.row_type, row, strict=True):
+
+    def __init__(self, spec: StreamSpec, *, ingested_at: datetime) -> None:
+        self._c = _compile(spec)
+        self._ingested_at = _utc(ingested_at)
+        self._ingested_scalar = pa.scalar(self._ingested_at, type=TS)
+        self._fallback_day = self._ingested_at.date().isoformat()
+        self._days: dict[int, str] = {}
+        self._chunks: list[pa.Table] = []
+        self._bad: list[tuple[int, tuple[Any, ...]]] = []  # (input position, quarantine row)
+        self._seen = 0
+
+    def add(self, messages: Iterable[KafkaMessage] | MessageBatch) -> None:
+        """Parse `messages`, the next ones in input order."""
+        size = _CHUNK_ROWS
+        if isinstance(messages, MessageBatch):
+            for start in range(0, len(messages), size):
+                self._add_chunk(
+                    messages if len(messages) <= size else messages.slice(start, start + size)
+                )
+            return
+        it = iter(messages)
+        while chunk := MessageBatch.from_messages(itertools.islice(it, size)):
+            self._add_chunk(chunk)
+
+    def finish(self) -> tuple[pa.Table, pa.Table]:
+        """(raw table, quarantine table) of everything added, each in input order."""
+        c = self._c
+        raw = pa.concat_tables(self._chunks) if self._chunks else c.raw_builder.schema.empty_table()
+        self._bad.sort(key=lambda item: item[0])
+        quarantine = _QUARANTINE_BUILDER.build(
+            [row for _, row in self._bad], ingested_at=self._ingested_at
+        )
+        return raw, quarantine
+
+    def _kafka_times(self, stamps: list[int | None]) -> tuple[list[int | None], list[str]]:
+        """Each message's Kafka time in epoch microseconds (None: none) and `kafka_date`."""
+        micros: list[int | None] = []
+        days: list[str] = []
+        known = self._days
+        for ms in stamps:
+            if ms is None or not _MIN_MS <= ms <= _MAX_MS:
+                micros.append(None)
+                days.append(self._fallback_day)
+                continue
+            micros.append(ms * 1000)
+            day = known.get(ms // _MS_PER_DAY)
+            if day is None:
+                day = known[ms // _MS_PER_DAY] = partition_value(ms, ingested_at=self._ingested_at)
+            days.append(day)
+        return micros, days
+
+    def _add_chunk(self, batch: MessageBatch) -> None:
+        c = self._c
+        first = self._seen
+        self._seen += len(batch)
+        if not c.debezium and _orjson_loads is not None:
             try:
-                pa.array([value], type=field.type)
-            except _ARROW_ERRORS as exc:
-                detail = f"column {field.name!r} cannot be stored: {type(exc).__name__}: {exc}"
-                break
-        err = _reject(SCHEMA, detail)
-        quarantined = (*row[:_N_COORDINATES], err.error_class, str(err), row[-1])
-        refused.append((index[position], quarantined))
-    return kept, refused
+                table = self._fast_chunk(batch)
+            except _ARROW_ERRORS:
+                table = None
+            if table is not None:
+                self._chunks.append(table)
+                return
+        micros, days = self._kafka_times(batch.timestamps_ms)
+
+        kept: list[int] = []  # position in the batch of each row
+        keys: list[str] = []
+        deletes: list[bool] = []
+        records: list[Sequence[Any]] = []
+        debezium: list[tuple[Any, ...] | None] = []
+        rejected: list[tuple[int, RejectedMessage]] = []
+        check = _check
+        for position, (key, value) in enumerate(zip(batch.keys, batch.values, strict=True)):
+            try:
+                row_key, is_delete, values, extra = check(c, key, value)
+            except RejectedMessage as exc:
+                rejected.append((position, exc))
+                continue
+            kept.append(position)
+            keys.append(row_key)
+            deletes.append(is_delete)
+            records.append(values)
+            debezium.append(extra)
+
+        columns = list(zip(*records, strict=True)) if records else [()] * len(c.names)
+        errors: dict[int, RejectedMessage] = {}  # row -> why a timestamp refused it
+        stamps = {i: _timestamps(columns[i], c.names[i], errors) for i in c.timestamp_fields}
+        for row, exc in errors.items():
+            rejected.append((kept[row], exc))
+        for position, exc in rejected:
+            self._quarantine(batch, micros, days, first + position, position, exc)
+        if not records:
+            return
+        parsed = _Parsed(kept, keys, deletes, columns, stamps, debezium, errors)
+        try:
+            self._chunks.append(self._table(batch, micros, days, parsed))
+        except _ARROW_ERRORS:
+            self._refuse_unstorable(batch, micros, days, first, parsed)
+
+    def _fast_chunk(self, batch: MessageBatch) -> pa.Table | None:
+        """The chunk's raw table when every message is a good JSON record, else None.
+
+        Column at a time instead of message at a time: orjson over `_PASS_ROWS` messages at a
+        time (their objects then stay in the CPU caches), one Arrow struct conversion for the
+        string and bool fields, type sets for the others; timestamps and coordinates in a few
+        Arrow calls per chunk. Anything unusual (a tombstone, a missing key, a type or value
+        the checks refuse, a timestamp Arrow cannot vouch for, a value Arrow cannot store)
+        gives None, and the message-by-message path decides: what lands where is the same.
+        """
+        c = self._c
+        if not all(batch.keys):
+            return None
+        kafka_times = self._kafka_arrays(batch.timestamps_ms)
+        if kafka_times is None:
+            return None
+        names = c.names
+        keys: list[str] = []
+        columns: dict[int, list[Any]] = {i: [] for i, _ in c.python_fields}
+        structs: list[pa.Array] = []
+        for start in range(0, len(batch), _PASS_ROWS):
+            try:
+                records = list(map(_orjson_loads, batch.values[start : start + _PASS_ROWS]))
+            except ValueError:
+                return None
+            if set(map(type, records)) != {dict}:
+                return None
+            record_keys = list(map(dict.get, records, itertools.repeat(c.key_field)))
+            if None in record_keys:
+                return None
+            keys += map(str, record_keys)
+            for i, accepted in c.python_fields:
+                column = list(map(dict.get, records, itertools.repeat(names[i])))
+                if not set(map(type, column)) <= accepted:
+                    return None
+                columns[i] += column
+            structs.append(pa.array(records, type=c.struct_type))
+        struct = structs[0] if len(structs) == 1 else pa.concat_arrays(structs)
+        arrays: dict[int, pa.Array] = {}
+        for j, i in enumerate(c.struct_fields):
+            arrays[i] = child = struct.field(j)
+            if child.null_count and names[i] in c.required:
+                return None
+        try:
+            for i, convert in c.converters:
+                columns[i] = [None if v is None else convert(v) for v in columns[i]]
+        except _BadValue:
+            return None
+        for i in c.timestamp_fields:
+            stamps = _timestamps_at_once(columns[i])
+            if stamps is None:
+                return None
+            arrays[i] = stamps
+        n = len(batch)
+        if c.event_time_index is None:
+            event_times = pa.nulls(n, type=TS)
+        elif c.event_time_index in c.timestamp_fields:
+            event_times = arrays[c.event_time_index]
+        else:
+            return None
+        micros, days = kafka_times
+        return pa.Table.from_arrays(
+            [
+                *self._coordinate_arrays(batch, micros),
+                pa.array(keys, type=pa.string()),
+                pa.repeat(pa.scalar(False), n),
+                event_times,
+                *[
+                    arrays[i] if i in arrays else pa.array(columns[i], type=arrow_type)
+                    for i, arrow_type in enumerate(c.types)
+                ],
+                pa.repeat(self._ingested_scalar, n),
+                days,
+            ],
+            schema=c.raw_builder.schema,
+        )
+
+    def _kafka_arrays(self, stamps: list[int | None]) -> tuple[pa.Array, pa.Array] | None:
+        """`_kafka_times` as Arrow arrays in a few calls, or None for times before year 1000 or
+        out of range (then `_kafka_times` does it).
+        """
+        millis = pa.array(stamps, type=pa.int64())
+        if millis.null_count == len(millis):
+            return millis.cast(TS), pa.repeat(pa.scalar(self._fallback_day), len(millis))
+        low, high = pc.min_max(millis).values()
+        if low.as_py() < _MIN_FAST_DAY_MS or high.as_py() > _MAX_MS:
+            return None
+        micros = pc.multiply(millis, 1000).cast(TS)
+        days = micros.cast(pa.date32()).cast(pa.string())
+        return micros, days.fill_null(self._fallback_day) if days.null_count else days
+
+    @staticmethod
+    def _coordinate_arrays(batch: MessageBatch, micros: pa.Array) -> list[pa.Array]:
+        """kafka_topic .. kafka_headers and value of every message in the batch."""
+        headers = batch.headers
+        return [
+            pa.array(batch.topics, type=pa.string()),
+            pa.array(batch.partitions, type=pa.int32()),
+            pa.array(batch.offsets, type=pa.int64()),
+            pa.array(batch.keys, type=pa.binary()),
+            micros,
+            _no_null_lists(pa.array(headers, type=HEADERS))
+            if any(headers)
+            else pa.ListArray.from_arrays(
+                pa.array([0] * (len(batch) + 1), pa.int32()), _NO_HEADERS
+            ),
+            pa.array(batch.values, type=pa.binary()),
+        ]
+
+    def _quarantine(
+        self,
+        batch: MessageBatch,
+        micros: list[int | None],
+        days: list[str],
+        index: int,
+        position: int,
+        exc: RejectedMessage,
+    ) -> None:
+        coordinates = _coordinates(batch, micros, position)
+        self._bad.append((index, (*coordinates, exc.error_class, str(exc), days[position])))
+
+    def _event_times(self, parsed: _Parsed) -> pa.Array:
+        c = self._c
+        i = c.event_time_index
+        if i is None:
+            times = pa.nulls(len(parsed.kept), type=TS)
+        elif i in parsed.stamps:
+            times = parsed.stamps[i]
+        else:  # an event-time field declared with another kind: stored as epoch microseconds
+            times = pa.array(parsed.columns[i], type=pa.int64()).cast(TS)
+        if c.debezium:  # no event time in the row image: the source's commit time
+            source = [
+                ms * 1000 if ms is not None and _MIN_MS <= ms <= _MAX_MS else None
+                for ms in (extra[3] for extra in parsed.debezium)
+            ]
+            times = times.fill_null(pa.array(source, type=pa.int64()).cast(TS))
+        return times
+
+    def _table(
+        self, batch: MessageBatch, micros: list[int | None], days: list[str], parsed: _Parsed
+    ) -> pa.Table:
+        """The raw table of a chunk's rows, a column at a time."""
+        c = self._c
+        n = len(batch)
+        coordinates = self._coordinate_arrays(batch, pa.array(micros, type=pa.int64()).cast(TS))
+        if len(parsed.kept) < n:
+            taken = pa.array(parsed.kept, type=pa.int64())
+            coordinates = [array.take(taken) for array in coordinates]
+        arrays = [
+            *coordinates,
+            pa.array(parsed.keys, type=pa.string()),
+            pa.array(parsed.deletes, type=pa.bool_()),
+            self._event_times(parsed),
+        ]
+        if c.debezium:
+            extra = list(zip(*parsed.debezium, strict=True))
+            arrays += [
+                pa.array(values, type=field.type)
+                for values, field in zip(extra, DEBEZIUM_COLUMNS, strict=True)
+            ]
+        for i, arrow_type in enumerate(c.types):
+            stamps = parsed.stamps.get(i)
+            arrays.append(
+                stamps if stamps is not None else pa.array(parsed.columns[i], type=arrow_type)
+            )
+        arrays.append(pa.repeat(self._ingested_scalar, len(parsed.kept)))
+        day_list = days if len(parsed.kept) == n else [days[p] for p in parsed.kept]
+        arrays.append(pa.array(day_list, type=pa.string()))
+        table = pa.Table.from_arrays(arrays, schema=c.raw_builder.schema)
+        if parsed.errors:  # rows a timestamp refused: already quarantined
+            table = table.filter(
+                pa.array([row not in parsed.errors for row in range(len(parsed.kept))])
+            )
+        return table
+
+    def _refuse_unstorable(
+        self,
+        batch: MessageBatch,
+        micros: list[int | None],
+        days: list[str],
+        first: int,
+        parsed: _Parsed,
+    ) -> None:
+        """Slow path, only after Arrow refused a column: build the chunk from row tuples, find
+        the rows Arrow refuses by bisection and quarantine them, naming the column (e.g. an int
+        beyond int64, a lone surrogate in a string).
+        """
+        c = self._c
+        builder = c.raw_builder
+        stamps = {i: array.cast(pa.int64()).to_pylist() for i, array in parsed.stamps.items()}
+        i = c.event_time_index
+        if i is None:
+            event_times: Sequence[Any] = [None] * len(parsed.kept)
+        else:
+            event_times = stamps[i] if i in stamps else parsed.columns[i]
+        if c.debezium:
+            event_times = [
+                ms * 1000 if t is None and ms is not None and _MIN_MS <= ms <= _MAX_MS else t
+                for t, ms in zip(event_times, (x[3] for x in parsed.debezium), strict=True)
+            ]
+        rows: list[tuple[Any, ...]] = []
+        index: list[int] = []
+        for row, position in enumerate(parsed.kept):
+            if row in parsed.errors:
+                continue
+            typed = [
+                stamps[i][row] if i in stamps else parsed.columns[i][row] for i in range(c.n_kept)
+            ]
+            extra = parsed.debezium[row] if c.debezium else ()
+            rows.append(
+                (
+                    *_coordinates(batch, micros, position),
+                    parsed.keys[row],
+                    parsed.deletes[row],
+                    event_times[row],
+                    *extra,
+                    *typed,
+                    days[position],
+                )
+            )
+            index.append(first + position)
+        bad = set(_refused_rows(builder.row_type, rows, 0, len(rows)))
+        kept = [row for position, row in enumerate(rows) if position not in bad]
+        for position in sorted(bad):
+            row = rows[position]
+            detail = "row cannot be stored"
+            for field, value in zip(builder.row_type, row, strict=True):
+                try:
+                    pa.array([value], type=field.type)
+                except _ARROW_ERRORS as exc:
+                    detail = f"column {field.name!r} cannot be stored: {type(exc).__name__}: {exc}"
+                    break
+            err = _reject(SCHEMA, detail)
+            quarantined = (*row[:_N_COORDINATES], err.error_class, str(err), row[-1])
+            self._bad.append((index[position], quarantined))
+        if kept:
+            self._chunks.append(builder.build(kept, ingested_at=self._ingested_at))
+
+
+_N_COORDINATES = 7  # kafka_* and value: how raw and quarantine rows start
+_NO_HEADERS = pa.array([], type=HEADERS.value_type)
+
+
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    """The rows of a chunk that passed `_check`, column by column."""
+
+    kept: list[int]  # position in the chunk of each row
+    keys: list[str]
+    deletes: list[bool]
+    columns: list[tuple[Any, ...]]  # per checked field (see `_Compiled.names`)
+    stamps: dict[int, pa.Array]  # field position -> converted timestamps
+    debezium: list[tuple[Any, ...] | None]
+    errors: dict[int, RejectedMessage]  # row -> why a timestamp refused it (already quarantined)
+
+
+def _coordinates(batch: MessageBatch, micros: list[int | None], position: int) -> tuple[Any, ...]:
+    """kafka_topic .. kafka_headers, then the raw value (row form: see `_TableBuilder`)."""
+    headers = batch.headers[position]
+    return (
+        batch.topics[position],
+        batch.partitions[position],
+        batch.offsets[position],
+        batch.keys[position],
+        micros[position],
+        [{"key": k, "value": v} for k, v in headers] if headers else None,
+        batch.values[position],
+    )
 
 
 def _refused_rows(

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from freshlake.errors import FreshlakeConfigError, FreshlakeError
-from freshlake.kafka.messages import KafkaMessage
+from freshlake.kafka.messages import Headers, KafkaMessage, MessageBatch
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,8 @@ def watermarks(
         pending = set(partitions)
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
-            for message in consumer.consume(num_messages=500, timeout=0.2):
+            # One at a time: a bigger batch would sit out the timeout once the EOFs are in.
+            for message in consumer.consume(num_messages=1, timeout=0.2):
                 error = message.error()
                 if error is not None and error.code() == KafkaError._PARTITION_EOF:
                     pending.discard(message.partition())
@@ -131,26 +132,54 @@ def read_range(
 ) -> Iterator[list[KafkaMessage]]:
     """Yield batches of the messages in `[start, end)` per partition, then stop.
 
+    `read_batches` with a `KafkaMessage` per message, for callers that want objects.
+    """
+    for batch in read_batches(
+        config, topic=topic, ranges=ranges, batch_size=batch_size, stall_timeout=stall_timeout
+    ):
+        yield batch.messages()
+
+
+def read_batches(
+    config: Mapping[str, object],
+    *,
+    topic: str,
+    ranges: Mapping[int, tuple[int, int]],
+    batch_size: int = 10_000,
+    stall_timeout: float = 30.0,
+) -> Iterator[MessageBatch]:
+    """Yield the messages in `[start, end)` per partition as column batches, then stop.
+
     Offsets can have gaps (compaction, transaction markers): a partition is done once a message
     at or past `end - 1` or an end-of-partition at or past `end` is seen. Reading past the end
     stalls silently on some brokers, so a partition that makes no progress fails loudly.
+    A consume call asks for no more messages than the ranges still hold, so the last one returns
+    as soon as they are in instead of waiting out its timeout for a full batch (with gaps it
+    still waits, as before).
     """
     from confluent_kafka import KafkaError, TopicPartition
 
-    todo = {p: (start, end) for p, (start, end) in ranges.items() if end > start}
+    todo = {p: end for p, (start, end) in ranges.items() if end > start}
     if not todo:
         return
+    left = sum(end - ranges[p][0] for p, end in todo.items())  # offsets not read yet
     consumer = reader({**config, "fetch.min.bytes": 1, "queued.max.messages.kbytes": 262144})
     try:
-        consumer.assign([TopicPartition(topic, p, start) for p, (start, _) in todo.items()])
+        consumer.assign([TopicPartition(topic, p, ranges[p][0]) for p in todo])
         last_progress = time.monotonic()
         while todo:
-            batch: list[KafkaMessage] = []
-            for message in consumer.consume(num_messages=batch_size, timeout=0.5):
+            partitions: list[int] = []
+            offsets: list[int] = []
+            keys: list[bytes | None] = []
+            values: list[bytes | None] = []
+            stamps: list[int | None] = []
+            headers: list[Headers | None] = []
+            wanted = max(1, min(batch_size, left))
+            for message in consumer.consume(num_messages=wanted, timeout=0.5):
                 p = message.partition()
-                if p not in todo:
+                end = todo.get(p)
+                if end is None:
                     continue
-                end = todo[p][1]
                 error = message.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:
@@ -161,12 +190,27 @@ def read_range(
                     raise FreshlakeError(msg)
                 offset = message.offset()
                 if offset < end:
-                    batch.append(KafkaMessage.from_confluent(message))
+                    partitions.append(p)
+                    offsets.append(offset)
+                    keys.append(message.key())
+                    values.append(message.value())
+                    ts = message.timestamp()[1]
+                    stamps.append(ts if ts and ts > 0 else None)
+                    headers.append(message.headers())
                 if offset >= end - 1:
                     _finish(consumer, todo, topic=topic, partition=p)
-            if batch:
+            if offsets:
+                left -= len(offsets)
                 last_progress = time.monotonic()
-                yield batch
+                yield MessageBatch(
+                    topics=[topic] * len(offsets),
+                    partitions=partitions,
+                    offsets=offsets,
+                    keys=keys,
+                    values=values,
+                    timestamps_ms=stamps,
+                    headers=headers,
+                )
             elif time.monotonic() - last_progress > stall_timeout:
                 msg = (
                     f"no progress reading {topic} partitions {sorted(todo)} for "
@@ -177,7 +221,7 @@ def read_range(
         consumer.close()
 
 
-def _finish(consumer, todo: dict[int, tuple[int, int]], *, topic: str, partition: int) -> None:
+def _finish(consumer, todo: dict[int, int], *, topic: str, partition: int) -> None:
     from confluent_kafka import TopicPartition
 
     todo.pop(partition, None)
