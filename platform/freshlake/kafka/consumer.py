@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from freshlake.errors import FreshlakeConfigError, FreshlakeError
-from freshlake.kafka.messages import Headers, KafkaMessage, MessageBatch
+from freshlake.kafka.messages import Headers, MessageBatch
 
 log = logging.getLogger(__name__)
 
@@ -120,24 +120,6 @@ def watermarks(
         return Watermarks(low=low, high=high)
     finally:
         consumer.close()
-
-
-def read_range(
-    config: Mapping[str, object],
-    *,
-    topic: str,
-    ranges: Mapping[int, tuple[int, int]],
-    batch_size: int = 10_000,
-    stall_timeout: float = 30.0,
-) -> Iterator[list[KafkaMessage]]:
-    """Yield batches of the messages in `[start, end)` per partition, then stop.
-
-    `read_batches` with a `KafkaMessage` per message, for callers that want objects.
-    """
-    for batch in read_batches(
-        config, topic=topic, ranges=ranges, batch_size=batch_size, stall_timeout=stall_timeout
-    ):
-        yield batch.messages()
 
 
 def read_batches(
