@@ -18,9 +18,7 @@ def build_maintenance_definitions(streams: Sequence[StreamSpec]) -> dg.Definitio
 
         for spec in streams:
             for key, layer in ((raw_key(spec), "raw"), (quarantine_key(spec), "quarantine")):
-                result = compact(
-                    storage.delta_uri(spec, layer), storage_options=storage.storage_options
-                )
+                result = compact(storage.delta_uri(spec, layer), storage_options=storage.storage_options)
                 context.log_event(
                     dg.AssetObservation(
                         asset_key=key,

@@ -79,10 +79,7 @@ def build_raw_assets(spec: StreamSpec) -> dg.AssetsDefinition:
     ):
         from freshlake.ingest.raw import ingest_stream
 
-        ranges = [
-            OffsetRange(partition=r.partition, start=r.start, end=r.end)
-            for r in config.offset_ranges
-        ]
+        ranges = [OffsetRange(partition=r.partition, start=r.start, end=r.end) for r in config.offset_ranges]
         result = ingest_stream(
             spec=spec,
             kafka_config=kafka.client_config(),
@@ -95,12 +92,8 @@ def build_raw_assets(spec: StreamSpec) -> dg.AssetsDefinition:
             f"quarantined {result.rows_quarantined}, lag {result.consumer_lag}"
         )
         now = datetime.now(UTC)
-        event_lag = (
-            (now - result.newest_event_time).total_seconds() if result.newest_event_time else None
-        )
-        ranges_text = (
-            ", ".join(f"p{r.partition}: {r.start}-{r.end}" for r in result.ranges) or "none"
-        )
+        event_lag = (now - result.newest_event_time).total_seconds() if result.newest_event_time else None
+        ranges_text = ", ".join(f"p{r.partition}: {r.start}-{r.end}" for r in result.ranges) or "none"
         metadata = {
             "rows_written": result.rows_written,
             "rows_quarantined": result.rows_quarantined,
@@ -122,9 +115,7 @@ def build_raw_assets(spec: StreamSpec) -> dg.AssetsDefinition:
             asset_key=quarantine_key(spec),
             metadata={
                 "rows_quarantined": result.rows_quarantined,
-                "delta_version": result.quarantine_version
-                if result.quarantine_version is not None
-                else -1,
+                "delta_version": result.quarantine_version if result.quarantine_version is not None else -1,
             },
         )
 

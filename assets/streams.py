@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.processed import (
+    build_current_asset,
+    build_embeddings_asset,
+    current_key,
+    embeddings_key,
+)
 from assets.raw import build_raw_assets, quarantine_key, raw_key
 from assets.topics import topic_asset_spec
 from freshlake.streams import StreamSpec
@@ -11,16 +17,21 @@ from sensors.offsets import STREAM_TAG, build_offsets_sensor
 
 
 def build_stream_definitions(spec: StreamSpec) -> dg.Definitions:
-    raw = build_raw_assets(spec)
+    assets = [build_raw_assets(spec), build_current_asset(spec)]
+    keys = [raw_key(spec), quarantine_key(spec), current_key(spec)]
+    if spec.document is not None:
+        assets.append(build_embeddings_asset(spec))
+        keys.append(embeddings_key(spec))
+    # One run serves the whole chain: raw -> current -> embeddings, in process.
     job = dg.define_asset_job(
         name=f"{spec.name}_ingest",
-        selection=dg.AssetSelection.assets(raw_key(spec), quarantine_key(spec)),
+        selection=dg.AssetSelection.assets(*keys),
         tags={STREAM_TAG: spec.name},
         executor_def=dg.in_process_executor,
-        description=f"Kafka `{spec.topic}` -> {spec.name} raw (and quarantine).",
+        description=f"Kafka `{spec.topic}` -> {spec.name} raw -> current -> embeddings.",
     )
     return dg.Definitions(
-        assets=[topic_asset_spec(spec), raw],
+        assets=[topic_asset_spec(spec), *assets],
         jobs=[job],
         sensors=[build_offsets_sensor(spec, job=job)],
     )

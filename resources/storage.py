@@ -14,13 +14,35 @@ class StorageResource(dg.ConfigurableResource):
     """Delta and LanceDB roots; empty fields come from `FRESHLAKE_DELTA_URI` / `FRESHLAKE_HOME`."""
 
     delta_root: str | None = Field(default=None, description="path or s3:// gs:// az:// URI")
+    lance_root: str | None = Field(default=None, description="path or s3:// gs:// az:// URI")
     storage_options: dict[str, str] = Field(
         default_factory=dict, description="delta-rs storage options (credentials, endpoints)"
     )
 
-    def delta_uri(self, spec: StreamSpec, layer: str) -> str:
+    def delta_uri(self, spec: StreamSpec | str, layer: str) -> str:
         root = (self.delta_root or store_roots()[0]).rstrip("/")
-        return f"{root}/{spec.name}/{layer}"
+        name = spec if isinstance(spec, str) else spec.name
+        return f"{root}/{name}/{layer}"
+
+    def lance_uri(self) -> str:
+        return (self.lance_root or store_roots()[1]).rstrip("/")
+
+    def chunk_store(self, spec: StreamSpec, *, dimension: int):
+        from freshlake.lance.store import ChunkStore
+
+        attributes = spec.document.attributes if spec.document else ()
+        return ChunkStore(
+            uri=self.lance_uri(),
+            table_name=spec.name,
+            dimension=dimension,
+            attribute_fields=attributes,
+            storage_options=self.storage_options or None,
+        )
+
+    def progress(self):
+        from freshlake.lance.progress import Progress
+
+        return Progress(uri=self.lance_uri(), storage_options=self.storage_options or None)
 
     def raw_tables(self, spec: StreamSpec) -> RawTables:
         return RawTables(

@@ -30,9 +30,7 @@ def build_offsets_sensor(
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Launches `{spec.name}` ingestion when `{spec.topic}` has new offsets.",
     )
-    def _offsets(
-        context: dg.SensorEvaluationContext, kafka: KafkaResource, storage: StorageResource
-    ):
+    def _offsets(context: dg.SensorEvaluationContext, kafka: KafkaResource, storage: StorageResource):
         return evaluate(context, spec=spec, kafka=kafka, storage=storage, now=time.time())
 
     return _offsets

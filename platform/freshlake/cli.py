@@ -63,6 +63,17 @@ def _stream_list(text: str) -> tuple[str, ...]:
     return names
 
 
+def _stream_name(text: str) -> str:
+    from freshlake.streams import DEMO_STREAMS
+
+    known = [s.name for s in DEMO_STREAMS if s.document is not None]
+    if text not in known:
+        raise argparse.ArgumentTypeError(
+            f"unknown or unembedded stream {text!r}; choose from {','.join(known)}"
+        )
+    return text
+
+
 def wait_for_signal() -> None:
     """Block until SIGINT or SIGTERM."""
     stop = threading.Event()
@@ -109,6 +120,31 @@ def cmd_produce_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_embedder(args: argparse.Namespace) -> int:
+    from freshlake.embed.cli import run_embedder
+
+    return run_embedder(
+        host=args.host,
+        port=args.port,
+        precision=args.precision,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from freshlake.search_cli import run_search
+
+    return run_search(
+        query=args.query,
+        streams=args.stream,
+        mode=args.mode,
+        k=args.k,
+        where=args.where,
+        as_json=args.json,
+    )
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from freshlake.dev import run_dev
 
@@ -149,6 +185,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     produce.add_argument("--partitions", type=_positive_int, help="for topics it creates")
     produce.set_defaults(func=cmd_produce_demo)
+
+    embedder = sub.add_parser("embedder", help="serve the embedding model warm over HTTP")
+    embedder.add_argument("--host", default="127.0.0.1", help="bind address")
+    embedder.add_argument("--port", type=_port, default=8765, help="port (default 8765)")
+    embedder.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default=None,
+        help="default: float32 (see freshlake.embed.models)",
+    )
+    embedder.add_argument("--batch-size", type=_positive_int, default=64, help="encode batch")
+    embedder.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    embedder.set_defaults(func=cmd_embedder)
+
+    search = sub.add_parser("search", help="search the processed store")
+    search.add_argument("query", help="what to look for, in words")
+    search.add_argument(
+        "--stream",
+        action="append",
+        type=_stream_name,
+        help="stream to search (repeatable; default: every embedded stream)",
+    )
+    search.add_argument("--mode", choices=("vector", "fts", "hybrid"), default="hybrid")
+    search.add_argument("--k", type=_positive_int, default=5, help="hits to return")
+    search.add_argument("--where", help="SQL filter on the vector rows, e.g. \"status = 'cancelled'\"")
+    search.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    search.set_defaults(func=cmd_search)
 
     dev = sub.add_parser("dev", help="broker + demo producer + Dagster UI and daemon (make run)")
     dev.add_argument("--port", type=_port, default=3000, help="Dagster UI port")

@@ -22,6 +22,7 @@ from freshlake.procs import die_with_parent
 log = logging.getLogger(__name__)
 
 UI_READY_TIMEOUT_S = 120.0
+EMBEDDER_READY_TIMEOUT_S = 90.0
 DAGSTER_STOP_TIMEOUT_S = 20.0
 
 
@@ -34,7 +35,7 @@ def run_dev(
     workspace: str = "workspace.yaml",
 ) -> int:
     from freshlake.dagster_instance import write_instance_config
-    from freshlake.kafka.broker import EmbeddedBroker, port_is_free, start_broker
+    from freshlake.kafka.broker import EmbeddedBroker, free_port, port_is_free, start_broker
     from freshlake.kafka.connection import client_config
     from freshlake.kafka.topics import check_reachable, ensure_topics
     from freshlake.settings import bootstrap_servers, data_paths
@@ -55,6 +56,7 @@ def run_dev(
         signal.signal(sig, lambda *_: stop.set())
 
     broker: EmbeddedBroker | None = None
+    embedder: subprocess.Popen[bytes] | None = None
     dagster: subprocess.Popen[bytes] | None = None
     producer_thread: threading.Thread | None = None
     try:
@@ -66,8 +68,18 @@ def run_dev(
         check_reachable(config)
         ensure_topics(config, topics=demo_topics())
 
+        embedder_url = os.environ.get("FRESHLAKE_EMBEDDER_URL")
+        if not embedder_url:  # the warm model: runs embed through it instead of loading torch
+            embed_port = free_port()
+            embedder_url = f"http://127.0.0.1:{embed_port}"
+            embedder = subprocess.Popen(
+                [sys.executable, "-m", "freshlake.cli", "embedder", "--port", str(embed_port)],
+                stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent(sig=signal.SIGTERM),
+            )
         env = {
             **os.environ,
+            "FRESHLAKE_EMBEDDER_URL": embedder_url,
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "FRESHLAKE_HOME": str(paths.home),
             "DAGSTER_HOME": str(paths.dagster),
@@ -92,6 +104,7 @@ def run_dev(
             start_new_session=True,  # its own group: we stop webserver + daemon together
             preexec_fn=die_with_parent(sig=signal.SIGINT),  # and it stops cleanly if we die
         )
+        _wait_for_http(url=f"{embedder_url}/health", timeout=EMBEDDER_READY_TIMEOUT_S, stop=stop)
         if producer:
             producer_thread = threading.Thread(
                 target=_produce,
@@ -101,7 +114,10 @@ def run_dev(
             )
             producer_thread.start()
         url = f"http://127.0.0.1:{ui_port}"
-        if _wait_for_ui(url=f"{url}/server_info", process=dagster, stop=stop):
+        ui_up = _wait_for_http(
+            url=f"{url}/server_info", timeout=UI_READY_TIMEOUT_S, stop=stop, process=dagster
+        )
+        if ui_up:
             print(
                 f"freshlake is up: Dagster UI {url}  broker {bootstrap}  data {paths.home}"
                 "  (Ctrl-C stops everything)",
@@ -119,6 +135,13 @@ def run_dev(
             _stop_group(dagster)
         if producer_thread is not None:
             producer_thread.join(timeout=10)
+        if embedder is not None and embedder.poll() is None:
+            embedder.send_signal(signal.SIGINT)
+            try:
+                embedder.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                embedder.kill()
+                embedder.wait()
         if broker is not None:
             broker.stop()
         print("freshlake stopped", flush=True)
@@ -133,16 +156,26 @@ def _produce(*, config: dict[str, object], rate: float, stop: threading.Event) -
         log.exception("demo producer stopped")
 
 
-def _wait_for_ui(*, url: str, process: subprocess.Popen[bytes], stop: threading.Event) -> bool:
-    deadline = time.monotonic() + UI_READY_TIMEOUT_S
-    while time.monotonic() < deadline and not stop.is_set() and process.poll() is None:
+def _wait_for_http(
+    *,
+    url: str,
+    timeout: float,
+    stop: threading.Event,
+    process: subprocess.Popen[bytes] | None = None,
+) -> bool:
+    """Poll `url` until it answers 200, `stop` is set, `process` exits or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not stop.is_set():
+        if process is not None and process.poll() is not None:
+            return False
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return True
         except OSError:
             pass
-        stop.wait(1.0)
+        stop.wait(0.5)
+    log.warning("not answering yet: %s", url)
     return False
 
 

@@ -159,9 +159,7 @@ DEMO_STREAMS: tuple[StreamSpec, ...] = (
         required=("policy_id", "title", "body", "event_time"),
         event_time_field="event_time",
         description="Airline policy documents (rebooking, refunds, baggage, compensation).",
-        document=DocumentSpec(
-            template="{title}\n\n{body}", attributes=("policy_id", "category", "title")
-        ),
+        document=DocumentSpec(template="{title}\n\n{body}", attributes=("policy_id", "category", "title")),
     ),
     StreamSpec(
         name="feedback",

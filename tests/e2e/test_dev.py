@@ -50,9 +50,7 @@ def alive(pid: int) -> bool:
 
 def test_dev_runs_the_platform_and_stops_clean(tmp_path) -> None:
     port = free_port()
-    env = {
-        k: v for k, v in os.environ.items() if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DAGSTER_HOME"}
-    }
+    env = {k: v for k, v in os.environ.items() if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DAGSTER_HOME"}}
     env.update(FRESHLAKE_HOME=str(tmp_path / "home"), PYTHONUNBUFFERED="1")
     log = (tmp_path / "dev.log").open("w+")
     dev = subprocess.Popen(

@@ -70,9 +70,7 @@ def tables(tmp_path) -> RawTables:
 
 
 def test_ten_thousand_messages_two_percent_bad(kafka_config, unique_topic, tables) -> None:
-    spec = produce(
-        kafka_config, prefix=unique_topic + "-", stream="flights", count=10_000, bad_ratio=0.02
-    )
+    spec = produce(kafka_config, prefix=unique_topic + "-", stream="flights", count=10_000, bad_ratio=0.02)
     good, bad = expected_split(kafka_config, spec.topic)
     assert len(good) + len(bad) == 10_000 and 100 < len(bad) < 320
 
@@ -100,12 +98,8 @@ def test_ten_thousand_messages_two_percent_bad(kafka_config, unique_topic, table
     assert read(tables.raw).height == len(good) and read(tables.quarantine).height == len(bad)
 
 
-def test_debezium_envelopes_and_tombstones_land_in_raw_columns(
-    kafka_config, unique_topic, tables
-) -> None:
-    spec = produce(
-        kafka_config, prefix=unique_topic + "-", stream="bookings", count=600, bad_ratio=0.0
-    )
+def test_debezium_envelopes_and_tombstones_land_in_raw_columns(kafka_config, unique_topic, tables) -> None:
+    spec = produce(kafka_config, prefix=unique_topic + "-", stream="bookings", count=600, bad_ratio=0.0)
     ingest_stream(spec=spec, kafka_config=kafka_config, tables=tables)
     raw = read(tables.raw)
     assert raw.height == 600
@@ -124,8 +118,7 @@ def test_debezium_envelopes_and_tombstones_land_in_raw_columns(
     )
     assert set(tombstones["key"]) <= set(deletes["key"])
     wrapped = raw.filter(
-        pl.col("value").bin.starts_with(b'{"schema"')
-        | pl.col("value").bin.starts_with(b'{"payload"')
+        pl.col("value").bin.starts_with(b'{"schema"') | pl.col("value").bin.starts_with(b'{"payload"')
     )
     assert 0 < wrapped.height < raw.height  # both envelope forms were parsed
     assert raw["source_ts_ms"].null_count() == tombstones.height
@@ -161,12 +154,8 @@ CRASHING_RUN = textwrap.dedent(
 
 
 @pytest.mark.parametrize("crash_at", ["before_raw_commit", "after_raw_commit"])
-def test_sigkill_then_retry_ends_in_exact_counts(
-    kafka_config, unique_topic, tables, crash_at
-) -> None:
-    spec = produce(
-        kafka_config, prefix=unique_topic + "-", stream="flights", count=3_000, bad_ratio=0.03
-    )
+def test_sigkill_then_retry_ends_in_exact_counts(kafka_config, unique_topic, tables, crash_at) -> None:
+    spec = produce(kafka_config, prefix=unique_topic + "-", stream="flights", count=3_000, bad_ratio=0.03)
     good, bad = expected_split(kafka_config, spec.topic)
     killed = subprocess.run(
         [
@@ -201,9 +190,7 @@ def test_sigkill_then_retry_ends_in_exact_counts(
     assert retry.consumer_lag == 0
 
 
-def test_unknown_topic_is_a_config_error_and_creates_nothing(
-    kafka_config, unique_topic, tables
-) -> None:
+def test_unknown_topic_is_a_config_error_and_creates_nothing(kafka_config, unique_topic, tables) -> None:
     from freshlake.errors import FreshlakeConfigError
     from freshlake.kafka.topics import existing_topics
 

@@ -73,9 +73,7 @@ def test_the_sensor_definition_evaluates_with_its_resources(instance, setup) -> 
     spec, kafka, storage = setup(count=5)
     job = dg.define_asset_job("flights_ingest", selection=[dg.AssetKey(["flights", "raw"])])
     sensor = build_offsets_sensor(spec, job=job)
-    context = dg.build_sensor_context(
-        instance=instance, resources={"kafka": kafka, "storage": storage}
-    )
+    context = dg.build_sensor_context(instance=instance, resources={"kafka": kafka, "storage": storage})
     result = sensor(context)
     assert len(result.run_requests) == 1
 
@@ -120,9 +118,7 @@ def test_offsets_that_went_backwards_fail_the_tick_loudly(instance, setup) -> No
     spec, kafka, storage = setup(count=30)
     tables = storage.raw_tables(spec)
     empty = raw_schema(spec).empty_table()
-    append_offsets(
-        tables.raw, empty, topic=spec.topic, last_offsets={0: 10_000, 1: 10_000, 2: 10_000}
-    )
+    append_offsets(tables.raw, empty, topic=spec.topic, last_offsets={0: 10_000, 1: 10_000, 2: 10_000})
     with pytest.raises(OffsetsWentBackwards, match="recreated or truncated"):
         tick(instance, spec, kafka, storage)
 
@@ -136,9 +132,7 @@ def test_in_flight_run_skips_and_failed_run_is_re_requested_with_a_new_key(insta
     assert isinstance(skipped, dg.SkipReason) and "in flight" in skipped.skip_message
     instance.delete_run(started)
 
-    _add_run(
-        instance, status=dg.DagsterRunStatus.FAILURE, tags={STREAM_TAG: "flights", RANGES_TAG: key}
-    )
+    _add_run(instance, status=dg.DagsterRunStatus.FAILURE, tags={STREAM_TAG: "flights", RANGES_TAG: key})
     retried = tick(instance, spec, kafka, storage).run_requests[0]
     assert retried.run_key == f"{key}#retry1"
     assert retried.tags[RANGES_TAG] == key
@@ -146,7 +140,5 @@ def test_in_flight_run_skips_and_failed_run_is_re_requested_with_a_new_key(insta
 
 def _add_run(instance, *, status, tags) -> str:
     run_id = str(uuid.uuid4())
-    instance.add_run(
-        dg.DagsterRun(job_name="flights_ingest", run_id=run_id, status=status, tags=tags)
-    )
+    instance.add_run(dg.DagsterRun(job_name="flights_ingest", run_id=run_id, status=status, tags=tags))
     return run_id

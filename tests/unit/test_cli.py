@@ -46,9 +46,7 @@ def test_bad_values_are_explained() -> None:
 
 
 def test_unreachable_bootstrap_is_one_line_naming_the_variable() -> None:
-    result = freshlake(
-        "produce-demo", "--count", "1", env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
-    )
+    result = freshlake("produce-demo", "--count", "1", env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"})
     assert result.returncode == 1
     line = one_line(result.stderr)
     assert "127.0.0.1:1" in line and "KAFKA_BOOTSTRAP_SERVERS" in line

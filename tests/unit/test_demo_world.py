@@ -81,9 +81,7 @@ def test_good_messages_match_the_stream_specs(sample: list[DemoMessage]) -> None
         decoded = json.loads(message.value)
         if spec.format == "debezium":
             env, _ = envelope(message.value)
-            assert json.loads(message.key) == {
-                "booking_id": (env["after"] or env["before"])["booking_id"]
-            }
+            assert json.loads(message.key) == {"booking_id": (env["after"] or env["before"])["booking_id"]}
             for row in (env["before"], env["after"]):
                 if row is not None:
                     assert_matches(spec, row)
@@ -108,8 +106,7 @@ def test_policies_come_first_then_get_revised_and_removed(sample: list[DemoMessa
     assert [p["revision"] for p in first] == [1] * 8
     assert all(400 <= len(p["body"].split()) <= 1500 for p in first)
     assert any(
-        "if your flight is cancelled you are entitled to a full refund" in p["body"].lower()
-        for p in first
+        "if your flight is cancelled you are entitled to a full refund" in p["body"].lower() for p in first
     )
     later = policies[8:]
     assert any(m.value is not None and json.loads(m.value)["revision"] == 2 for m in later)
@@ -132,9 +129,7 @@ def test_flight_versions_increase_and_ny_flights_get_cancelled(sample: list[Demo
     assert 40 <= len(versions)
     assert all(v == list(range(1, len(v) + 1)) for v in versions.values())
     assert cancelled_to_ny >= 1
-    assert {"scheduled", "delayed", "gate_change", "boarding", "departed", "arrived"} <= set(
-        statuses
-    )
+    assert {"scheduled", "delayed", "gate_change", "boarding", "departed", "arrived"} <= set(statuses)
 
 
 def test_bookings_are_debezium_with_every_op_and_tombstones(sample: list[DemoMessage]) -> None:

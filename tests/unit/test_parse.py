@@ -157,9 +157,7 @@ def test_timestamps_accept_iso_8601_and_epoch_millis(text: object, expected: dat
     row = parse_record(FLIGHTS, message(flight(event_time=text)))
     assert row["event_time"] == expected
     assert row["event_time"].utcoffset() == timedelta(0)
-    raw, quarantine = split_messages(
-        FLIGHTS, [message(flight(event_time=text))], ingested_at=INGESTED_AT
-    )
+    raw, quarantine = split_messages(FLIGHTS, [message(flight(event_time=text))], ingested_at=INGESTED_AT)
     assert quarantine.num_rows == 0
     assert raw.column("event_time").to_pylist()[0] == expected
 
@@ -222,9 +220,7 @@ def test_json_with_surrounding_whitespace_is_fine_but_trailing_data_is_not() -> 
     assert "Extra data" in str(error)
 
 
-@pytest.mark.parametrize(
-    ("value", "kind"), [(b"[1, 2]", "list"), (b'"UA452"', "string"), (b"null", "null")]
-)
+@pytest.mark.parametrize(("value", "kind"), [(b"[1, 2]", "list"), (b'"UA452"', "string"), (b"null", "null")])
 def test_not_an_object(value: bytes, kind: str) -> None:
     error = rejected(FLIGHTS, message(value))
     assert error.error_class == "not_an_object"
@@ -275,9 +271,7 @@ def test_schema_errors_name_the_field_and_types(record: dict, message_text: str)
 
 
 def test_bool_is_not_an_int_but_an_int_is_a_float() -> None:
-    spec = StreamSpec(
-        name="s", topic="s", key_field="id", fields={"id": "string", "n": "int", "x": "float"}
-    )
+    spec = StreamSpec(name="s", topic="s", key_field="id", fields={"id": "string", "n": "int", "x": "float"})
     assert parse_record(spec, message({"id": "a", "n": 1, "x": 2}))["x"] == 2.0
     assert rejected(spec, message({"id": "a", "n": False})).error_class == "schema"
     assert rejected(spec, message({"id": "a", "x": True})).error_class == "schema"
@@ -360,13 +354,9 @@ def test_debezium_delete_with_only_the_primary_key_in_before_is_accepted() -> No
         fields={"booking_id": "string", "status": "string"},
         required=("booking_id", "status"),
     )
-    row = parse_record(
-        spec, booking_message(change("d", before={"booking_id": "BK1", "status": None}))
-    )
+    row = parse_record(spec, booking_message(change("d", before={"booking_id": "BK1", "status": None})))
     assert (row["key"], row["status"], row["is_delete"]) == ("BK1", None, True)
-    error = rejected(
-        spec, booking_message(change("c", after={"booking_id": "BK1", "status": None}))
-    )
+    error = rejected(spec, booking_message(change("c", after={"booking_id": "BK1", "status": None})))
     assert error.error_class == "schema"
 
 
@@ -374,9 +364,7 @@ def test_debezium_delete_with_only_the_primary_key_in_before_is_accepted() -> No
 def test_debezium_create_and_update(wrap: bool) -> None:
     after = dict(BOOKING, seat="2A", updated_at=_DROP)
     after = {k: v for k, v in after.items() if v is not _DROP}
-    row = parse_record(
-        BOOKINGS, booking_message(change("u", before=BOOKING, after=after, wrap=wrap))
-    )
+    row = parse_record(BOOKINGS, booking_message(change("u", before=BOOKING, after=after, wrap=wrap)))
     assert (row["op"], row["is_delete"], row["seat"]) == ("u", False, "2A")
     assert row["after"] == json.dumps(after, separators=(",", ":"), sort_keys=True)
     assert row["source_ts_ms"] == T0_MS
@@ -450,9 +438,7 @@ def test_partition_falls_back_to_ingest_time_and_naive_ingest_time_is_utc() -> N
     assert quarantine.column(PARTITION_COLUMN).to_pylist() == ["2025-06-03"]
     assert raw.column("ingested_at").to_pylist() == [naive.replace(tzinfo=UTC)]
     offset_time = datetime(2025, 6, 4, 1, 0, tzinfo=timezone(timedelta(hours=2)))
-    raw, _ = split_messages(
-        FLIGHTS, [message(flight(), timestamp_ms=None)], ingested_at=offset_time
-    )
+    raw, _ = split_messages(FLIGHTS, [message(flight(), timestamp_ms=None)], ingested_at=offset_time)
     assert raw.column(PARTITION_COLUMN).to_pylist() == ["2025-06-03"]
 
 
@@ -504,14 +490,9 @@ def test_chunk_boundaries_keep_every_message_once_and_in_order(
     assert chunked[0].column("kafka_offset").num_chunks > 1
     assert chunked[0].to_pylist() == whole[0].to_pylist()
     assert chunked[1].to_pylist() == whole[1].to_pylist()
-    seen = (
-        chunked[0].column("kafka_offset").to_pylist()
-        + chunked[1].column("kafka_offset").to_pylist()
-    )
+    seen = chunked[0].column("kafka_offset").to_pylist() + chunked[1].column("kafka_offset").to_pylist()
     assert sorted(seen) == [m.offset for m in messages]
-    assert chunked[1].column("kafka_offset").to_pylist() == [
-        messages[i].offset for i in (1, 2, 4, 6, 7, 9)
-    ]
+    assert chunked[1].column("kafka_offset").to_pylist() == [messages[i].offset for i in (1, 2, 4, 6, 7, 9)]
 
 
 def test_results_do_not_depend_on_orjson(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -544,9 +525,7 @@ def test_specs_with_equal_content_do_not_share_checks() -> None:
 
 def test_demo_world_bad_messages_are_exactly_the_quarantined_ones() -> None:
     world_module = pytest.importorskip("freshlake.demo.world")
-    world = world_module.DemoWorld(
-        seed=7, start=datetime(2025, 6, 1, 6, 0, tzinfo=UTC), bad_ratio=0.05
-    )
+    world = world_module.DemoWorld(seed=7, start=datetime(2025, 6, 1, 6, 0, tzinfo=UTC), bad_ratio=0.05)
     demo = list(itertools.islice(world.messages(), 3000))
     offsets: dict[str, itertools.count[int]] = {}
     by_topic: dict[str, list[tuple[KafkaMessage, bool]]] = {}
@@ -628,9 +607,7 @@ def test_fast_path_and_message_path_agree_on_the_demo_world(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     world_module = pytest.importorskip("freshlake.demo.world")
-    world = world_module.DemoWorld(
-        seed=11, start=datetime(2025, 6, 1, 6, 0, tzinfo=UTC), bad_ratio=0.02
-    )
+    world = world_module.DemoWorld(seed=11, start=datetime(2025, 6, 1, 6, 0, tzinfo=UTC), bad_ratio=0.02)
     demo = [m for m in itertools.islice(world.messages(), 4000) if m.topic == "flights"]
     messages = [
         KafkaMessage(

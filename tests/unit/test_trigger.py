@@ -19,18 +19,12 @@ def test_no_lag_no_run_and_the_clock_resets() -> None:
 
 
 def test_small_lag_waits_until_max_wait() -> None:
-    first = decide(
-        topic="t", start={0: 0}, high={0: 3}, batching=BATCH, cursor=SensorCursor(), now=100.0
-    )
+    first = decide(topic="t", start={0: 0}, high={0: 3}, batching=BATCH, cursor=SensorCursor(), now=100.0)
     assert first.run_key is None and "min_batch" in first.skip_reason
     assert first.cursor.pending_since == 100.0
-    later = decide(
-        topic="t", start={0: 0}, high={0: 4}, batching=BATCH, cursor=first.cursor, now=103.0
-    )
+    later = decide(topic="t", start={0: 0}, high={0: 4}, batching=BATCH, cursor=first.cursor, now=103.0)
     assert later.run_key is None and later.cursor.pending_since == 100.0
-    due = decide(
-        topic="t", start={0: 0}, high={0: 4}, batching=BATCH, cursor=later.cursor, now=105.0
-    )
+    due = decide(topic="t", start={0: 0}, high={0: 4}, batching=BATCH, cursor=later.cursor, now=105.0)
     assert due.run_key == "t:p0=0-4" and due.cursor.pending_since is None
 
 

@@ -83,16 +83,12 @@ class FoldResult:
     seconds: float
 
 
-def last_folded_raw_version(
-    uri: str, *, storage_options: Mapping[str, str] | None = None
-) -> int | None:
+def last_folded_raw_version(uri: str, *, storage_options: Mapping[str, str] | None = None) -> int | None:
     table = open_table(uri, storage_options=storage_options)
     return None if table is None else table.transaction_version(RAW_APP_ID)
 
 
-def raw_changes(
-    raw_uri: str, *, after: int | None, storage_options: Mapping[str, str] | None = None
-):
+def raw_changes(raw_uri: str, *, after: int | None, storage_options: Mapping[str, str] | None = None):
     """(rows inserted into raw after version `after`, (first, last) version) or (None, None)."""
     raw = open_table(raw_uri, storage_options=storage_options)
     if raw is None:
@@ -119,9 +115,7 @@ def fold_into_current(
     from deltalake.exceptions import CommitFailedError
 
     t0 = time.perf_counter()
-    ensure_table(
-        current_uri, schema=current_schema(spec), storage_options=storage_options, partition_by=[]
-    )
+    ensure_table(current_uri, schema=current_schema(spec), storage_options=storage_options, partition_by=[])
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         after = last_folded_raw_version(current_uri, storage_options=storage_options)
         changes, versions = raw_changes(raw_uri, after=after, storage_options=storage_options)
@@ -146,16 +140,12 @@ def fold_into_current(
                 storage_options=storage_options,
             )
         except CommitFailedError:
-            log.warning(
-                "current merge conflict, retrying", extra={"stream": spec.name, "attempt": attempt}
-            )
+            log.warning("current merge conflict, retrying", extra={"stream": spec.name, "attempt": attempt})
             continue
         return FoldResult(
             **{**result.__dict__, "raw_versions": versions, "seconds": time.perf_counter() - t0}
         )
-    msg = (
-        f"could not merge into {current_uri} after {COMMIT_ATTEMPTS} attempts (concurrent writers)"
-    )
+    msg = f"could not merge into {current_uri} after {COMMIT_ATTEMPTS} attempts (concurrent writers)"
     raise RuntimeError(msg)
 
 
@@ -175,9 +165,7 @@ def merge_into_current(
     from deltalake import CommitProperties, Transaction
 
     t0 = time.perf_counter()
-    ensure_table(
-        current_uri, schema=current_schema(spec), storage_options=storage_options, partition_by=[]
-    )
+    ensure_table(current_uri, schema=current_schema(spec), storage_options=storage_options, partition_by=[])
     folded = fold(raw_rows, spec=spec)
     txns = [] if raw_version is None else [Transaction(app_id=RAW_APP_ID, version=raw_version)]
     table = open_table(current_uri, storage_options=storage_options)
@@ -223,9 +211,7 @@ def current_changes(
         return table.to_pyarrow_table(), latest
     if after >= latest:
         return None, latest
-    changes = pl.from_arrow(
-        _read_all(table.load_cdf(starting_version=after + 1, ending_version=latest))
-    )
+    changes = pl.from_arrow(_read_all(table.load_cdf(starting_version=after + 1, ending_version=latest)))
     if changes.height == 0:
         return None, latest
     post = (

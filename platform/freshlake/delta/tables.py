@@ -91,18 +91,13 @@ def append_offsets(
         committed = committed_offsets(
             uri, topic=topic, partitions=list(last_offsets), storage_options=storage_options
         )
-        fresh = {
-            p: o for p, o in last_offsets.items() if committed.get(p) is None or o > committed[p]
-        }
+        fresh = {p: o for p, o in last_offsets.items() if committed.get(p) is None or o > committed[p]}
         if not fresh:
             return AppendResult(version=None, rows_written=0, rows_skipped=rows.num_rows)
         todo = unwritten(rows, committed=committed)
         if todo.num_rows == 0 and not commit_empty:
             return AppendResult(version=None, rows_written=0, rows_skipped=rows.num_rows)
-        txns = [
-            Transaction(app_id=app_id(topic=topic, partition=p), version=o)
-            for p, o in fresh.items()
-        ]
+        txns = [Transaction(app_id=app_id(topic=topic, partition=p), version=o) for p, o in fresh.items()]
         try:
             write_deltalake(
                 uri,
@@ -114,9 +109,7 @@ def append_offsets(
                 commit_properties=CommitProperties(app_transactions=txns),
             )
         except CommitFailedError:
-            log.warning(
-                "delta commit conflict, re-checking offsets", extra={"uri": uri, "attempt": attempt}
-            )
+            log.warning("delta commit conflict, re-checking offsets", extra={"uri": uri, "attempt": attempt})
             continue
         table = open_table(uri, storage_options=storage_options)
         return AppendResult(

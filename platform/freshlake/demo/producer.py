@@ -77,8 +77,7 @@ def produce_demo(
     check_reachable(config, timeout=timeout)
     if create_topics:
         wanted = {
-            topics[stream_by_name(s).topic]: partitions or stream_by_name(s).partitions
-            for s in world.streams
+            topics[stream_by_name(s).topic]: partitions or stream_by_name(s).partitions for s in world.streams
         }
         ensure_topics(config, topics=wanted, timeout=timeout)
     delivered = dict.fromkeys(topics.values(), 0)

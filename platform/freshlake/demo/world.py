@@ -526,16 +526,12 @@ class _Run:
         if status == "delayed":
             record["delay_minutes"] += self.rng.choice((15, 20, 30, 45, 60, 90, 120))
             record["reason"] = self.rng.choice(DELAY_REASONS)
-            record["estimated_departure"] = iso(
-                scheduled + timedelta(minutes=record["delay_minutes"])
-            )
+            record["estimated_departure"] = iso(scheduled + timedelta(minutes=record["delay_minutes"]))
         elif status == "gate_change":
             record["gate"] = self._gate()
         elif status == "cancelled":
             ny = record["destination"] in NEW_YORK
-            record["reason"] = (
-                "winter storm in the New York area" if ny else self.rng.choice(CANCEL_REASONS)
-            )
+            record["reason"] = "winter storm in the New York area" if ny else self.rng.choice(CANCEL_REASONS)
             record["estimated_departure"] = None
         at = self.now()
         record.update(status=status, event_time=iso(at), version=record["version"] + 1)
@@ -651,9 +647,7 @@ class _Run:
         self.revisions[policy_id] = revision
         yield self.msg("policies", policy_id, record, at=at)
 
-    def _body(
-        self, title: str, sentences: tuple[str, ...], revision: int, at: datetime, words: int
-    ) -> str:
+    def _body(self, title: str, sentences: tuple[str, ...], revision: int, at: datetime, words: int) -> str:
         rng = self.rng
         values = {
             "days": rng.choice((7, 14, 21, 30)),
@@ -701,9 +695,7 @@ class _Run:
 
     # --- feedback ---
 
-    def feedback_record(
-        self, rng: random.Random, feedback_id: str, at: datetime
-    ) -> dict[str, object]:
+    def feedback_record(self, rng: random.Random, feedback_id: str, at: datetime) -> dict[str, object]:
         """A rated question and answer; reads the world state, never changes it."""
         live = [f["record"] for f in self.flights if f["record"]["version"] > 0]
         delayed = [r for r in live if r["delay_minutes"]]
@@ -728,9 +720,7 @@ class _Run:
     def next_feedback(self) -> Iterator[DemoMessage]:
         self.feedback_seq += 1
         at, feedback_id = self.now(), f"FB{self.feedback_seq:06d}"
-        yield self.msg(
-            "feedback", feedback_id, self.feedback_record(self.rng, feedback_id, at), at=at
-        )
+        yield self.msg("feedback", feedback_id, self.feedback_record(self.rng, feedback_id, at), at=at)
 
     # --- bad messages ---
 
@@ -789,9 +779,7 @@ class _Run:
         target = record["after"] if stream == "bookings" else record
         if kind == "not_json":
             good = _dumps(record)
-            return self.msg(
-                stream, key, good[: rng.randint(1, len(good) - 1)] + b"\xff\x00", at=at, bad=kind
-            )
+            return self.msg(stream, key, good[: rng.randint(1, len(good) - 1)] + b"\xff\x00", at=at, bad=kind)
         if kind == "missing_required":
             target.pop(rng.choice(spec.required))
         elif kind == "wrong_type":
@@ -825,8 +813,7 @@ def _struct(
     out: dict[str, object] = {
         "type": "struct",
         "fields": [
-            {"type": t, "optional": opt, "field": f} | ({"name": n} if n else {})
-            for f, t, opt, n in fields
+            {"type": t, "optional": opt, "field": f} | ({"name": n} if n else {}) for f, t, opt, n in fields
         ],
         "optional": optional,
         "name": name,

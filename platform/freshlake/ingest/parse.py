@@ -164,9 +164,7 @@ class _TableBuilder:
         fields = [f for f in schema if f.name != "ingested_at"]
         self.names = [f.name for f in fields]
         self.timestamps = [f.name for f in fields if f.type == TS]
-        self.row_type = pa.struct(
-            [pa.field(f.name, pa.int64() if f.type == TS else f.type) for f in fields]
-        )
+        self.row_type = pa.struct([pa.field(f.name, pa.int64() if f.type == TS else f.type) for f in fields])
 
     def build(self, rows: list[tuple[Any, ...]], *, ingested_at: datetime) -> pa.Table:
         if not rows:
@@ -270,8 +268,7 @@ def _compile(spec: StreamSpec) -> _Compiled:
         python_fields=tuple(
             (
                 i,
-                frozenset(_CHECKERS[kinds[i]][0])
-                | ({type(None)} if name not in required else set()),
+                frozenset(_CHECKERS[kinds[i]][0]) | ({type(None)} if name not in required else set()),
             )
             for i, name in enumerate(names)
             if i not in struct_fields
@@ -557,9 +554,7 @@ class Splitter:
         size = _CHUNK_ROWS
         if isinstance(messages, MessageBatch):
             for start in range(0, len(messages), size):
-                self._add_chunk(
-                    messages if len(messages) <= size else messages.slice(start, start + size)
-                )
+                self._add_chunk(messages if len(messages) <= size else messages.slice(start, start + size))
             return
         it = iter(messages)
         while chunk := MessageBatch.from_messages(itertools.islice(it, size)):
@@ -570,9 +565,7 @@ class Splitter:
         c = self._c
         raw = pa.concat_tables(self._chunks) if self._chunks else c.raw_builder.schema.empty_table()
         self._bad.sort(key=lambda item: item[0])
-        quarantine = _QUARANTINE_BUILDER.build(
-            [row for _, row in self._bad], ingested_at=self._ingested_at
-        )
+        quarantine = _QUARANTINE_BUILDER.build([row for _, row in self._bad], ingested_at=self._ingested_at)
         return raw, quarantine
 
     def _kafka_times(self, stamps: list[int | None]) -> tuple[list[int | None], list[str]]:
@@ -743,9 +736,7 @@ class Splitter:
             micros,
             _no_null_lists(pa.array(headers, type=HEADERS))
             if any(headers)
-            else pa.ListArray.from_arrays(
-                pa.array([0] * (len(batch) + 1), pa.int32()), _NO_HEADERS
-            ),
+            else pa.ListArray.from_arrays(pa.array([0] * (len(batch) + 1), pa.int32()), _NO_HEADERS),
             pa.array(batch.values, type=pa.binary()),
         ]
 
@@ -802,17 +793,13 @@ class Splitter:
             ]
         for i, arrow_type in enumerate(c.types):
             stamps = parsed.stamps.get(i)
-            arrays.append(
-                stamps if stamps is not None else pa.array(parsed.columns[i], type=arrow_type)
-            )
+            arrays.append(stamps if stamps is not None else pa.array(parsed.columns[i], type=arrow_type))
         arrays.append(pa.repeat(self._ingested_scalar, len(parsed.kept)))
         day_list = days if len(parsed.kept) == n else [days[p] for p in parsed.kept]
         arrays.append(pa.array(day_list, type=pa.string()))
         table = pa.Table.from_arrays(arrays, schema=c.raw_builder.schema)
         if parsed.errors:  # rows a timestamp refused: already quarantined
-            table = table.filter(
-                pa.array([row not in parsed.errors for row in range(len(parsed.kept))])
-            )
+            table = table.filter(pa.array([row not in parsed.errors for row in range(len(parsed.kept))]))
         return table
 
     def _refuse_unstorable(
@@ -845,9 +832,7 @@ class Splitter:
         for row, position in enumerate(parsed.kept):
             if row in parsed.errors:
                 continue
-            typed = [
-                stamps[i][row] if i in stamps else parsed.columns[i][row] for i in range(c.n_kept)
-            ]
+            typed = [stamps[i][row] if i in stamps else parsed.columns[i][row] for i in range(c.n_kept)]
             extra = parsed.debezium[row] if c.debezium else ()
             rows.append(
                 (
@@ -910,9 +895,7 @@ def _coordinates(batch: MessageBatch, micros: list[int | None], position: int) -
     )
 
 
-def _refused_rows(
-    row_type: pa.StructType, rows: list[tuple[Any, ...]], lo: int, hi: int
-) -> list[int]:
+def _refused_rows(row_type: pa.StructType, rows: list[tuple[Any, ...]], lo: int, hi: int) -> list[int]:
     try:
         pa.array(rows[lo:hi], type=row_type)
     except _ARROW_ERRORS:

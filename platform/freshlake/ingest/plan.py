@@ -64,9 +64,7 @@ def next_offsets(
     return result
 
 
-def plan_ranges(
-    *, start: Mapping[int, int], high: Mapping[int, int], max_records: int
-) -> list[OffsetRange]:
+def plan_ranges(*, start: Mapping[int, int], high: Mapping[int, int], max_records: int) -> list[OffsetRange]:
     """Ranges from `start` towards `high`, at most `max_records` in all, shared fairly."""
     lag = {p: max(0, high[p] - s) for p, s in start.items()}
     budget = max_records

@@ -84,9 +84,7 @@ def ingest_stream(
     t0 = time.perf_counter()
     partitions = topic_partitions(kafka_config, topic=spec.topic)
     marks = watermarks(kafka_config, topic=spec.topic, partitions=partitions)
-    committed = committed_offsets(
-        tables.raw, topic=spec.topic, partitions=partitions, storage_options=opts
-    )
+    committed = committed_offsets(tables.raw, topic=spec.topic, partitions=partitions, storage_options=opts)
     start = next_offsets(committed=committed, low=marks.low, high=marks.high, topic=spec.topic)
     cap = max_records or spec.batching.max_records_per_run
     todo = (
@@ -117,15 +115,11 @@ def ingest_stream(
         storage_options=opts,
         commit_empty=False,
     )
-    r_result = append_offsets(
-        tables.raw, raw, topic=spec.topic, last_offsets=last, storage_options=opts
-    )
+    r_result = append_offsets(tables.raw, raw, topic=spec.topic, last_offsets=last, storage_options=opts)
     t3 = time.perf_counter()
 
     after = {p: (last[p] if p in last else committed.get(p)) for p in partitions}
-    lag = sum(
-        marks.high[p] - (after[p] + 1 if after[p] is not None else marks.low[p]) for p in partitions
-    )
+    lag = sum(marks.high[p] - (after[p] + 1 if after[p] is not None else marks.low[p]) for p in partitions)
     result = IngestResult(
         ranges=todo,
         rows_written=r_result.rows_written,

@@ -52,9 +52,7 @@ def decide(
     """Request a run when `lag >= min_batch` or the oldest pending record waited `max_wait`."""
     lag = consumer_lag(start=start, high=high)
     if lag == 0:
-        return Decision(
-            ranges=[], run_key=None, lag=0, skip_reason="no new messages", cursor=SensorCursor()
-        )
+        return Decision(ranges=[], run_key=None, lag=0, skip_reason="no new messages", cursor=SensorCursor())
     pending_since = cursor.pending_since if cursor.pending_since is not None else now
     waited = now - pending_since
     if lag < batching.min_batch and waited < batching.max_wait_seconds:

@@ -151,16 +151,12 @@ def start_broker(
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent(),
         )
-    broker = EmbeddedBroker(
-        host=host, port=port, cluster_id=cluster_id, process=process, log_path=log_path
-    )
+    broker = EmbeddedBroker(host=host, port=port, cluster_id=cluster_id, process=process, log_path=log_path)
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = _tail(log_path)
-            reason = (
-                "port is busy" if "in use" in tail.lower() else f"exit code {process.returncode}"
-            )
+            reason = "port is busy" if "in use" in tail.lower() else f"exit code {process.returncode}"
             msg = (
                 f"the embedded broker exited at start ({reason}) on {host}:{port}: "
                 f"pick another --port or read {log_path}"
@@ -168,9 +164,7 @@ def start_broker(
             raise BrokerStartError(msg)
         answered = cluster_id_at(broker.bootstrap, timeout=0.5)
         if answered == cluster_id:
-            log.info(
-                "broker ready", extra={"bootstrap": broker.bootstrap, "cluster_id": cluster_id}
-            )
+            log.info("broker ready", extra={"bootstrap": broker.bootstrap, "cluster_id": cluster_id})
             return broker
         if answered is not None:
             broker.stop(timeout=1)

@@ -37,9 +37,7 @@ def client_config(
     """
     env = os.environ if env is None else env
     config: dict[str, object] = {
-        prop: env[var].strip()
-        for var, prop in ENV_TO_LIBRDKAFKA.items()
-        if env.get(var, "").strip()
+        prop: env[var].strip() for var, prop in ENV_TO_LIBRDKAFKA.items() if env.get(var, "").strip()
     }
     config.update({k: v for k, v in (overrides or {}).items() if v not in (None, "")})
     if bootstrap:
@@ -55,9 +53,6 @@ def client_config(
         msg = f"KAFKA_SECURITY_PROTOCOL={protocol!r} is not one of {', '.join(_SECURITY_PROTOCOLS)}"
         raise FreshlakeConfigError(msg)
     if protocol.startswith("SASL") and not config.get("sasl.mechanism"):
-        msg = (
-            f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM "
-            "(e.g. PLAIN, SCRAM-SHA-512)"
-        )
+        msg = f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_MECHANISM (e.g. PLAIN, SCRAM-SHA-512)"
         raise FreshlakeConfigError(msg)
     return config

@@ -47,9 +47,7 @@ def reader(config: Mapping[str, object]):
     return Consumer({**config, **READER_SETTINGS})
 
 
-def topic_partitions(
-    config: Mapping[str, object], *, topic: str, timeout: float = 10.0
-) -> list[int]:
+def topic_partitions(config: Mapping[str, object], *, topic: str, timeout: float = 10.0) -> list[int]:
     """Partition ids of `topic`; a missing topic is a config error, never auto-created."""
     from freshlake.kafka.topics import admin_client, check_reachable
 
@@ -91,9 +89,7 @@ def watermarks(
     from confluent_kafka import KafkaError, TopicPartition
 
     partitions = (
-        partitions
-        if partitions is not None
-        else topic_partitions(config, topic=topic, timeout=timeout)
+        partitions if partitions is not None else topic_partitions(config, topic=topic, timeout=timeout)
     )
     hints = _end_hints(config, topic=topic, partitions=partitions, timeout=timeout)
     consumer = reader({**config, "max.partition.fetch.bytes": 1024})

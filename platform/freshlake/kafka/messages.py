@@ -53,9 +53,7 @@ class MessageBatch:
 
     @classmethod
     def from_messages(cls, messages: Iterable[KafkaMessage]) -> MessageBatch:
-        batch = cls(
-            topics=[], partitions=[], offsets=[], keys=[], values=[], timestamps_ms=[], headers=[]
-        )
+        batch = cls(topics=[], partitions=[], offsets=[], keys=[], values=[], timestamps_ms=[], headers=[])
         for m in messages:
             batch.topics.append(m.topic)
             batch.partitions.append(m.partition)

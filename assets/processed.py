@@ -1,0 +1,129 @@
+"""`<stream>/current` (Delta) and `<stream>/embeddings` (LanceDB): the processed store."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from assets.raw import column_schema, freshness_policy, raw_key
+from freshlake.delta.current import current_schema
+from freshlake.streams import StreamSpec
+from resources.embedder import EmbedderResource
+from resources.storage import StorageResource
+
+# Defaults that shape the vectors; any change to them (or to a template) is a new code version.
+MODEL_CODE = "all-MiniLM-L6-v2@float32"
+CHUNKER_CODE = "tokens200-overlap32"
+
+
+def current_key(spec: StreamSpec) -> dg.AssetKey:
+    return dg.AssetKey([spec.name, "current"])
+
+
+def embeddings_key(spec: StreamSpec) -> dg.AssetKey:
+    return dg.AssetKey([spec.name, "embeddings"])
+
+
+def _lag(newest: datetime | None) -> dict[str, float]:
+    if newest is None:
+        return {}
+    return {"event_time_lag_seconds": round((datetime.now(UTC) - newest).total_seconds(), 3)}
+
+
+def build_current_asset(spec: StreamSpec) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=current_key(spec),
+        deps=[raw_key(spec)],
+        group_name=spec.name,
+        kinds={"delta"},
+        description=f"Current state of `{spec.name}` per key: newest event wins, deletes applied.",
+        metadata={"dagster/column_schema": column_schema(current_schema(spec))},
+        freshness_policy=freshness_policy(spec),
+        code_version="fold-v1",
+        op_tags={"freshlake/stream": spec.name},
+    )
+    def _current(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+        from freshlake.delta.current import fold_into_current
+
+        result = fold_into_current(
+            spec=spec,
+            raw_uri=storage.delta_uri(spec, "raw"),
+            current_uri=storage.delta_uri(spec, "current"),
+            storage_options=storage.storage_options,
+        )
+        context.log.info(
+            f"{spec.name}/current: {result.keys_upserted} upserted, {result.keys_deleted} deleted"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "raw_rows_folded": result.raw_rows,
+                "keys_upserted": result.keys_upserted,
+                "keys_deleted": result.keys_deleted,
+                "rows_inserted": result.rows_inserted,
+                "rows_updated": result.rows_updated,
+                "raw_versions": "none"
+                if result.raw_versions is None
+                else "{}-{}".format(*result.raw_versions),
+                "delta_version": result.current_version if result.current_version is not None else -1,
+                "seconds": round(result.seconds, 3),
+            }
+        )
+
+    return _current
+
+
+def build_embeddings_asset(spec: StreamSpec) -> dg.AssetsDefinition:
+    document = spec.document
+    assert document is not None
+    deps = [current_key(spec)]
+    if document.enrich is not None:
+        deps.append(dg.AssetKey([document.enrich.stream, "current"]))
+
+    @dg.asset(
+        key=embeddings_key(spec),
+        deps=deps,
+        group_name=spec.name,
+        kinds={"lancedb"},
+        description=f"`{spec.name}` documents chunked and embedded, searchable (vector, FTS, hybrid).",
+        freshness_policy=freshness_policy(spec),
+        code_version=f"{MODEL_CODE}|{CHUNKER_CODE}|template-{document.version}",
+        op_tags={"freshlake/stream": spec.name},
+    )
+    def _embeddings(
+        context: dg.AssetExecutionContext, storage: StorageResource, embedder: EmbedderResource
+    ) -> dg.MaterializeResult:
+        from freshlake.embed.chunking import ChunkerSettings
+        from freshlake.lance.sync import sync_embeddings
+
+        model = embedder.get()
+        streams = [spec.name] + ([document.enrich.stream] if document.enrich else [])
+        result = sync_embeddings(
+            spec=spec,
+            current_uris={s: storage.delta_uri(s, "current") for s in streams},
+            store=storage.chunk_store(spec, dimension=model.dimension),
+            embedder=model,
+            chunker=ChunkerSettings(),
+            progress=storage.progress(),
+            storage_options=storage.storage_options,
+        )
+        context.log.info(
+            f"{spec.name}/embeddings: embedded {result.chunks_embedded}, "
+            f"skipped {result.chunks_skipped_unchanged} unchanged, deleted keys {result.keys_deleted}"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "keys_upserted": result.keys_upserted,
+                "keys_deleted": result.keys_deleted,
+                "chunks_total": result.chunks_total,
+                "chunks_embedded": result.chunks_embedded,
+                "chunks_skipped_unchanged": result.chunks_skipped_unchanged,
+                "rows_deleted": result.rows_deleted,
+                "embed_seconds": round(result.embed_seconds, 3),
+                "embed_rate_chunks_per_s": round(result.embed_rate, 1),
+                "lance_version": result.lance_version if result.lance_version is not None else -1,
+                "current_version": result.current_version if result.current_version is not None else -1,
+                "model": f"{model.model_name}@{model.model_version}",
+                **_lag(result.newest_event_time),
+            }
+        )
+
+    return _embeddings

@@ -1,0 +1,496 @@
+"""One LanceDB table per stream: chunk rows with their vector and provenance (invariant 6).
+
+Every write is guarded by `source_version` so a replay or backfill never regresses newer state
+(invariant 4). lancedb is imported inside methods: importing it costs ~1.7 s, and runs that never
+touch the processed store must not pay for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from freshlake.chunks import Chunk
+from freshlake.errors import FreshlakeConfigError
+
+if TYPE_CHECKING:
+    from lancedb.table import Table
+
+log = logging.getLogger(__name__)
+
+TS = pa.timestamp("us", tz="UTC")
+BASE_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("chunk_id", pa.string(), nullable=False),
+    pa.field("stream", pa.string()),
+    pa.field("key", pa.string()),
+    pa.field("chunk_index", pa.int32()),
+    pa.field("text", pa.string()),
+    pa.field("content_hash", pa.string()),
+)
+PROVENANCE_FIELDS: tuple[pa.Field, ...] = (
+    pa.field("source_topic", pa.string()),
+    pa.field("source_partition", pa.int32()),
+    pa.field("source_offset", pa.int64()),
+    pa.field("source_version", pa.int64()),
+    pa.field("raw_delta_version", pa.int64()),
+    pa.field("current_delta_version", pa.int64()),
+    pa.field("event_time", TS),
+    pa.field("ingested_at", TS),
+    pa.field("embedded_at", TS),
+    pa.field("model_name", pa.string()),
+    pa.field("model_version", pa.string()),
+)
+PROVENANCE_COLUMNS: tuple[str, ...] = tuple(f.name for f in PROVENANCE_FIELDS)
+RESERVED = frozenset(f.name for f in (*BASE_FIELDS, *PROVENANCE_FIELDS)) | {"vector"}
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+KEYS_PER_QUERY = 1_000  # `key IN (...)` list size: one short scan (or index probe) per batch
+CLAUSES_PER_DELETE = 500  # OR-ed guarded clauses per delete: one table version per batch
+
+# What the FTS index must look like; a different existing one is replaced by `ensure_indexes`.
+FTS_SETTINGS: dict[str, Any] = {
+    "base_tokenizer": "simple",
+    "language": "English",
+    "lower_case": True,
+    "stem": True,
+    "remove_stop_words": True,
+    "ascii_folding": True,
+    "with_position": False,
+}
+# Query-time setting for the vector index chosen in `ensure_indexes` (IVF_SQ): re-rank
+# 2 x k candidates on the full-precision vectors, which lifts recall@10 from ~0.97 to 1.0.
+VECTOR_REFINE_FACTOR = 2
+
+
+class ModelMismatchError(FreshlakeConfigError):
+    """A table's vectors come from another model than the embedder at hand."""
+
+
+def sql_literal(value: str) -> str:
+    """A SQL string literal: single quotes doubled, so keys like `O'Hare` stay one literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def chunk_schema(*, dimension: int, attribute_fields: Sequence[str]) -> pa.Schema:
+    """The chunk table's Arrow schema; attribute fields are nullable strings for filtering."""
+    if dimension <= 0:
+        msg = f"vector dimension must be positive, got {dimension}; use the embedder's dimension"
+        raise FreshlakeConfigError(msg)
+    attributes = []
+    for name in dict.fromkeys(attribute_fields):
+        if not _IDENT.match(name) or name in RESERVED:
+            msg = (
+                f"attribute field {name!r} cannot be a chunk-table column: use a plain identifier "
+                f"that is none of {sorted(RESERVED)}"
+            )
+            raise FreshlakeConfigError(msg)
+        attributes.append(pa.field(name, pa.string()))
+    vector = pa.field("vector", pa.list_(pa.float32(), dimension))
+    return pa.schema([*BASE_FIELDS, vector, *attributes, *PROVENANCE_FIELDS])
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyResult:
+    rows_upserted: int  # inserted + updated
+    rows_deleted: int  # by delete tombstones and by documents that shrank
+    version: int  # LanceDB table version after the apply
+    rows_skipped: int = 0  # upserts refused by the source_version guard (stale replays)
+
+
+class ChunkStore:
+    """The chunk table of one stream under a LanceDB root (local path or s3://, gs://, az://).
+
+    Args:
+        read_consistency_interval: how stale reads may be with respect to other processes'
+            commits. 0 (default) re-checks the latest version on every read, so a long-lived
+            search process sees new chunks at once; raise it on object storage to save a request
+            per read.
+    """
+
+    def __init__(
+        self,
+        *,
+        uri: str,
+        table_name: str,
+        dimension: int,
+        attribute_fields: Sequence[str] = (),
+        storage_options: Mapping[str, str] | None = None,
+        read_consistency_interval: timedelta | None = timedelta(0),
+    ) -> None:
+        self.uri = uri
+        self.table_name = table_name
+        self.dimension = dimension
+        self.attribute_fields = tuple(dict.fromkeys(attribute_fields))
+        self.schema = chunk_schema(dimension=dimension, attribute_fields=self.attribute_fields)
+        self._storage_options = dict(storage_options or {})
+        self._consistency = read_consistency_interval
+        self._tbl: Table | None = None
+        self._model: tuple[str, str] | None = None
+        self._has_fts = False
+
+    def __repr__(self) -> str:
+        return f"ChunkStore(uri={self.uri!r}, table_name={self.table_name!r})"
+
+    # -- connection ---------------------------------------------------------------------------
+
+    @property
+    def table(self) -> Table:
+        """The LanceDB table, opened (or created with its FTS and key indexes) on first use."""
+        if self._tbl is None:
+            self._tbl = self._open()
+        return self._tbl
+
+    def _open(self) -> Table:
+        import lancedb
+
+        try:
+            db = lancedb.connect(
+                self.uri,
+                storage_options=self._storage_options or None,
+                read_consistency_interval=self._consistency,
+            )
+            try:
+                tbl = db.open_table(self.table_name)
+            except ValueError as exc:
+                if "not found" not in str(exc).lower():
+                    raise
+                tbl = db.create_table(self.table_name, schema=self.schema, exist_ok=True)
+                self._create_initial_indexes(tbl)
+        except (OSError, RuntimeError) as exc:
+            msg = (
+                f"cannot open LanceDB table {self.table_name!r} at {self.uri!r}: {exc}. "
+                "Check the URI and, for object storage, the credentials in storage_options."
+            )
+            raise FreshlakeConfigError(msg) from exc
+        self._check_schema(tbl)
+        return tbl
+
+    def _create_initial_indexes(self, tbl: Table) -> None:
+        """FTS on `text` and BTREE on `key` from birth: fresh rows are searchable by text at once.
+
+        Rows written later are searched unindexed (flat) until `optimize()` folds them in.
+        """
+        from lancedb.index import FTS, BTree
+
+        for column, config in (("text", FTS(**FTS_SETTINGS)), ("key", BTree())):
+            try:
+                tbl.create_index(column, config=config, replace=False)
+            except (ValueError, RuntimeError) as exc:  # a concurrent creator won the race
+                log.info("index on %s.%s not created: %s", self.table_name, column, exc)
+
+    def _check_schema(self, tbl: Table) -> None:
+        schema = tbl.schema
+        vector_type = schema.field("vector").type if "vector" in schema.names else None
+        if vector_type != self.schema.field("vector").type:
+            msg = (
+                f"LanceDB table {self.table_name!r} has vector type {vector_type}, but the "
+                f"embedder has dimension {self.dimension}: use a new table name for the new model "
+                "(or drop the table and re-derive it from the current Delta table)"
+            )
+            raise FreshlakeConfigError(msg)
+        missing = [self.schema.field(n) for n in self.attribute_fields if n not in schema.names]
+        if missing:  # an attribute added to the stream spec: add it as a null column
+            tbl.add_columns(missing)
+            log.info("added attribute columns %s to %s", [f.name for f in missing], tbl.name)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        return self.table.version
+
+    def count(self) -> int:
+        return self.table.count_rows()
+
+    def latest_embedded_at(self) -> datetime | None:
+        """Newest `embedded_at`: when the processed store last became fresher."""
+        col = self.table.search().select(["embedded_at"]).to_arrow().column("embedded_at")
+        return pc.max(col).as_py() if len(col) else None
+
+    def model(self) -> tuple[str, str] | None:
+        """(model_name, model_version) of the table's vectors, or None while it is empty.
+
+        One row suffices: `apply` refuses to write a second model into a table.
+        """
+        if self._model is None:
+            first = self.table.search().select(["model_name", "model_version"]).limit(1)
+            rows = first.to_arrow().to_pylist()
+            if rows:
+                self._model = (rows[0]["model_name"], rows[0]["model_version"])
+        return self._model
+
+    def check_model(self, *, model_name: str, model_version: str, dimension: int) -> None:
+        """Refuse to mix vector spaces: raise `ModelMismatchError` unless the models match."""
+        stored = self.model()
+        if dimension != self.dimension or (stored and stored != (model_name, model_version)):
+            have = f"{stored[0]} {stored[1]}" if stored else f"dimension {self.dimension}"
+            msg = (
+                f"LanceDB table {self.table_name!r} holds vectors of {have}, not of "
+                f"{model_name} {model_version} (dimension {dimension}): use the table's model, "
+                "or re-embed into a new table"
+            )
+            raise ModelMismatchError(msg)
+
+    def has_fts_index(self) -> bool:
+        if not self._has_fts:
+            self._has_fts = any(
+                ix.index_type == "FTS" and list(ix.columns) == ["text"] for ix in self.table.list_indices()
+            )
+        return self._has_fts
+
+    def _rows_for_keys(self, keys: Sequence[str], columns: Sequence[str]) -> Iterator[pa.Table]:
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), KEYS_PER_QUERY):
+            batch = unique[start : start + KEYS_PER_QUERY]
+            where = "key IN (" + ", ".join(sql_literal(k) for k in batch) + ")"
+            yield self.table.search().where(where).select(list(columns)).to_arrow()
+
+    def existing_hashes(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """chunk_id -> (content_hash, source_version) for the stored chunks of `keys`.
+
+        Lets the caller embed only chunks whose text changed (invariant 5).
+        """
+        out: dict[str, tuple[str, int]] = {}
+        for part in self._rows_for_keys(keys, ["chunk_id", "content_hash", "source_version"]):
+            ids, hashes, versions = (part.column(i).to_pylist() for i in range(3))
+            out.update(zip(ids, zip(hashes, versions, strict=True), strict=True))
+        return out
+
+    def _newest_versions(self, keys: Sequence[str]) -> dict[str, int]:
+        newest: dict[str, int] = {}
+        for part in self._rows_for_keys(keys, ["key", "source_version"]):
+            for key, version in zip(*(part.column(i).to_pylist() for i in range(2)), strict=True):
+                if version is not None and version > newest.get(key, -(2**63)):
+                    newest[key] = version
+        return newest
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def apply(
+        self,
+        *,
+        upserts: Sequence[Chunk],
+        vectors: np.ndarray | None,
+        deletes_keys: Mapping[str, int],
+        keep_counts: Mapping[str, tuple[int, int]],
+        embedder_name: str,
+        embedder_version: str,
+    ) -> ApplyResult:
+        """Upsert chunks, delete tombstoned keys, trim shrunk documents; all version-guarded.
+
+        The guard is per key as well as per row: a key whose newest stored chunk is newer than
+        the incoming document or delete is left alone. That keeps a stale document from adding
+        chunks past the newer one's end, and keeps unchanged chunks (not re-embedded, so still
+        carrying their older `source_version`) when a late delete or trim arrives.
+
+        Args:
+            upserts: chunks to write, row i of `vectors` is chunk i's vector.
+            vectors: float32 (len(upserts), dimension); None when there are no upserts.
+            deletes_keys: key -> source_version of its delete; removes chunks not newer.
+            keep_counts: key -> (chunk count, source_version) of its new document; removes
+                chunks at or past the count that are not newer (a document that shrank).
+        """
+        if vectors is None:
+            vectors = np.zeros((0, self.dimension), np.float32)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(upserts), self.dimension):
+            msg = f"vectors have shape {vectors.shape}, expected ({len(upserts)}, {self.dimension})"
+            raise ValueError(msg)
+        if upserts:
+            self.check_model(
+                model_name=embedder_name, model_version=embedder_version, dimension=self.dimension
+            )
+        table = self.table
+        keys = {c.key for c in upserts} | set(deletes_keys) | set(keep_counts)
+        newest = self._newest_versions(sorted(keys)) if keys else {}
+        upserted, skipped = self._merge(upserts, vectors, newest, embedder_name, embedder_version)
+        clauses = [
+            f"(key = {sql_literal(k)} AND source_version <= {int(v)})"
+            for k, v in deletes_keys.items()
+            if k in newest and newest[k] <= v
+        ]
+        clauses += [
+            f"(key = {sql_literal(k)} AND chunk_index >= {int(n)} AND source_version <= {int(v)})"
+            for k, (n, v) in keep_counts.items()
+            if k in newest and newest[k] <= v
+        ]
+        deleted = 0
+        for start in range(0, len(clauses), CLAUSES_PER_DELETE):
+            batch = " OR ".join(clauses[start : start + CLAUSES_PER_DELETE])
+            deleted += table.delete(batch).num_deleted_rows
+        return ApplyResult(
+            rows_upserted=upserted,
+            rows_deleted=deleted,
+            version=table.version,
+            rows_skipped=skipped,
+        )
+
+    def _merge(
+        self,
+        upserts: Sequence[Chunk],
+        vectors: np.ndarray,
+        newest: dict[str, int],
+        model_name: str,
+        model_version: str,
+    ) -> tuple[int, int]:
+        """Guarded merge_insert; updates `newest` (key -> newest stored version) to after it."""
+        chosen: dict[str, int] = {}  # chunk_id -> row, highest source_version wins
+        for i, chunk in enumerate(upserts):
+            version = chunk.provenance.source_version
+            if version < newest.get(chunk.key, version):
+                continue  # key-level guard: a newer document of this key is stored
+            prev = chosen.get(chunk.chunk_id)
+            if prev is None or upserts[prev].provenance.source_version <= version:
+                chosen[chunk.chunk_id] = i
+        rows = list(chosen.values())
+        if not rows:
+            return 0, len(upserts)
+        data = self._to_arrow([upserts[i] for i in rows], vectors[rows], model_name, model_version)
+        result = (
+            self.table.merge_insert("chunk_id")
+            .when_matched_update_all(where="target.source_version <= source.source_version")
+            .when_not_matched_insert_all()
+            .execute(data)
+        )
+        for i in rows:
+            key, version = upserts[i].key, upserts[i].provenance.source_version
+            newest[key] = max(version, newest.get(key, version))
+        written = result.num_inserted_rows + result.num_updated_rows
+        if self._model is None:
+            self._model = (model_name, model_version)
+        return written, len(upserts) - written
+
+    def _to_arrow(
+        self, chunks: Sequence[Chunk], vectors: np.ndarray, model_name: str, model_version: str
+    ) -> pa.Table:
+        now = datetime.now(UTC)
+        prov = [c.provenance for c in chunks]
+        cols: dict[str, Any] = {
+            "chunk_id": [c.chunk_id for c in chunks],
+            "stream": [c.stream for c in chunks],
+            "key": [c.key for c in chunks],
+            "chunk_index": [c.chunk_index for c in chunks],
+            "text": [c.text for c in chunks],
+            "content_hash": [c.content_hash for c in chunks],
+            "vector": pa.FixedSizeListArray.from_arrays(
+                pa.array(vectors.reshape(-1), pa.float32()), self.dimension
+            ),
+            **{a: [_text(c.attributes.get(a)) for c in chunks] for a in self.attribute_fields},
+            "source_topic": [p.source_topic for p in prov],
+            "source_partition": [p.source_partition for p in prov],
+            "source_offset": [p.source_offset for p in prov],
+            "source_version": [p.source_version for p in prov],
+            "raw_delta_version": [p.raw_delta_version for p in prov],
+            "current_delta_version": [p.current_delta_version for p in prov],
+            "event_time": [_utc(p.event_time) for p in prov],
+            "ingested_at": [_utc(p.ingested_at) for p in prov],
+            "embedded_at": [now] * len(chunks),
+            "model_name": [model_name] * len(chunks),
+            "model_version": [model_version] * len(chunks),
+        }
+        return pa.table(cols, schema=self.schema)
+
+    # -- maintenance --------------------------------------------------------------------------
+
+    def ensure_indexes(self, *, min_rows_for_vector_index: int = 50_000) -> dict[str, Any]:
+        """Create missing indexes; meant for maintenance, not for every run.
+
+        Vector index: IVF_SQ (cosine), searched with refine_factor=2. Measured with lancedb 0.40
+        at 100k rows, dim 384, on 2 CPU cores: 200 queries, k=10, recall@10 against brute force,
+        raw table.search latency. Two data sets: clustered (1000 centres + noise, shaped like
+        real embeddings) / uniform random (the worst case for any ANN index):
+
+        | index   | build s  | search settings              | recall@10     | p50 / p95 ms      |
+        |---------|----------|------------------------------|---------------|-------------------|
+        | none    | -        | flat                         | 1.0           | 161/209, 215/295  |
+        | HNSW_SQ | 134, 187 | ef=64                        | 0.978 / 0.109 | 3.8/8.3, 6.6/12.4 |
+        | IVF_PQ  | 77, 64   | defaults                     | 0.328 / -     | 4.8/7.8           |
+        | IVF_PQ  | 77, 64   | nprobes=40, refine_factor=10 | 0.996 / 0.265 | 5.7/6.4, 9.3/11.9 |
+        | IVF_SQ  | 4.2, 4.0 | defaults                     | 0.977 / 0.964 | 7.5/13.4, 6.3/11  |
+        | IVF_SQ  | 4.2, 4.0 | refine_factor=2              | 1.0 / 1.0     | 9.0/16.4, 6.7/8.9 |
+
+        HNSW_SQ is fastest per query but builds 30-45x slower and collapses on uniform data;
+        IVF_PQ needs deep refine to reach the same recall. IVF_SQ + refine keeps exact recall
+        within a few ms and rebuilds in seconds, which matters on a small box where maintenance
+        competes with the embedder. FTS and BTREE(key, chunk_id) are created if missing; an FTS
+        index with other tokenizer settings is replaced.
+        """
+        from lancedb.index import FTS, BTree, IvfSq
+
+        started = time.perf_counter()
+        table = self.table
+        by_column: dict[str, list[Any]] = {}
+        for ix in table.list_indices():
+            by_column.setdefault(ix.columns[0], []).append(ix)
+        report: dict[str, Any] = {"created": [], "replaced": [], "present": []}
+
+        fts = next((ix for ix in by_column.get("text", []) if ix.index_type == "FTS"), None)
+        if fts is None or not _fts_matches(fts.index_details):
+            table.create_index("text", config=FTS(**FTS_SETTINGS), replace=fts is not None)
+            report["replaced" if fts is not None else "created"].append("text:FTS")
+        else:
+            report["present"].append("text:FTS")
+        for column in ("key", "chunk_id"):  # deletes filter by key; merge_insert joins chunk_id
+            if by_column.get(column):
+                report["present"].append(f"{column}:BTREE")
+            else:
+                table.create_index(column, config=BTree(), replace=False)
+                report["created"].append(f"{column}:BTREE")
+
+        rows = table.count_rows()
+        if by_column.get("vector"):
+            report["present"].append("vector:" + by_column["vector"][0].index_type)
+        elif rows >= min_rows_for_vector_index:
+            table.create_index("vector", config=IvfSq(distance_type="cosine"), replace=False)
+            report["created"].append("vector:IVF_SQ")
+        else:
+            report["vector"] = f"none below {min_rows_for_vector_index} rows (flat search)"
+        self._has_fts = True
+        report.update(rows=rows, version=table.version, seconds=time.perf_counter() - started)
+        return report
+
+    def optimize(self, *, cleanup_older_than: timedelta = timedelta(hours=1)) -> dict[str, Any]:
+        """Compact small fragments, fold new rows into the indexes, drop old versions.
+
+        One hour of history by default keeps readers of recent versions safe.
+        """
+        table = self.table
+        started = time.perf_counter()
+        before = table.stats()
+        table.optimize(cleanup_older_than=cleanup_older_than)
+        after = table.stats()
+        unindexed = {ix.name: ix.num_unindexed_rows for ix in table.list_indices() if ix.num_unindexed_rows}
+        return {
+            "fragments_before": before["fragment_stats"]["num_fragments"],
+            "fragments_after": after["fragment_stats"]["num_fragments"],
+            "bytes_before": before["total_bytes"],
+            "bytes_after": after["total_bytes"],
+            "rows": after["num_rows"],
+            "unindexed_rows": unindexed,
+            "version": table.version,
+            "seconds": time.perf_counter() - started,
+        }
+
+
+def _fts_matches(details: Mapping[str, Any] | None) -> bool:
+    details = details or {}
+    return all(details.get(k) == v for k, v in FTS_SETTINGS.items())
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)  # naive times in freshlake are UTC

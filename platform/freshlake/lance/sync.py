@@ -1,0 +1,189 @@
+"""`<stream>/embeddings`: keep a LanceDB table in step with `current` (invariants 4-6).
+
+Reads only the keys of `current` that changed since the last pass (its Change Data Feed), plus,
+for an enriched stream, the keys whose joined row changed (a booking whose flight was cancelled).
+Each document is rendered, chunked with the model's tokenizer and hashed; only chunks whose hash
+changed are embedded. Deleted keys lose their chunks; shrunk documents lose their surplus chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from freshlake.chunks import Chunk, Provenance
+from freshlake.delta.current import current_changes
+from freshlake.documents import render
+from freshlake.embed.base import Embedder
+from freshlake.lance.progress import Progress
+from freshlake.streams import StreamSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncResult:
+    keys_upserted: int
+    keys_deleted: int
+    chunks_total: int
+    chunks_embedded: int
+    chunks_skipped_unchanged: int
+    rows_deleted: int
+    embed_seconds: float
+    lance_version: int | None
+    current_version: int | None
+    newest_event_time: datetime | None
+
+    @property
+    def embed_rate(self) -> float:
+        return self.chunks_embedded / self.embed_seconds if self.embed_seconds > 0 else 0.0
+
+
+def _rows(table: pa.Table | None) -> list[dict[str, Any]]:
+    return [] if table is None or table.num_rows == 0 else table.to_pylist()
+
+
+def _current_rows(uri: str, *, keys: Sequence[str], storage_options: Mapping[str, str] | None) -> list[dict]:
+    """The live rows of `current` for `keys` (deleted rows are not returned)."""
+    import polars as pl
+
+    if not keys:
+        return []
+    frame = (
+        pl.scan_delta(uri, storage_options=dict(storage_options or {}) or None)
+        .filter(pl.col("key").is_in(list(keys)) & ~pl.col("is_deleted"))
+        .collect()
+    )
+    return frame.to_dicts()
+
+
+def sync_embeddings(
+    *,
+    spec: StreamSpec,
+    current_uris: Mapping[str, str],
+    store,  # freshlake.lance.store.ChunkStore
+    embedder: Embedder,
+    chunker,  # freshlake.embed.chunking.ChunkerSettings
+    progress: Progress,
+    storage_options: Mapping[str, str] | None = None,
+) -> SyncResult:
+    """Bring `spec`'s embeddings table up to date with its `current` table (and the joined one).
+
+    `current_uris` maps stream name -> current table URI, for this stream and its enrichment.
+    """
+    document = spec.document
+    if document is None:
+        msg = f"stream {spec.name!r} has no document spec: nothing to embed"
+        raise ValueError(msg)
+    mark = f"{spec.name}/embeddings<-{spec.name}"
+    changed, latest = current_changes(
+        current_uris[spec.name], after=progress.get(mark), storage_options=storage_options
+    )
+    rows = {r["key"]: r for r in _rows(changed)}
+    marks: dict[str, int | None] = {mark: latest}
+
+    joined: dict[str, dict] = {}
+    if document.enrich is not None:
+        other = document.enrich
+        other_mark = f"{spec.name}/embeddings<-{other.stream}"
+        other_changed, other_latest = current_changes(
+            current_uris[other.stream],
+            after=progress.get(other_mark),
+            storage_options=storage_options,
+        )
+        marks[other_mark] = other_latest
+        moved = {r["key"] for r in _rows(other_changed)}
+        if moved and progress.get(mark) is not None:  # first pass renders everything anyway
+            import polars as pl
+
+            affected = (
+                pl.scan_delta(current_uris[spec.name], storage_options=dict(storage_options or {}) or None)
+                .filter(pl.col(other.on).is_in(list(moved)) & ~pl.col("is_deleted"))
+                .collect()
+            )
+            for row in affected.to_dicts():
+                rows.setdefault(row["key"], row)
+        wanted = {str(r[other.on]) for r in rows.values() if not r["is_deleted"] and r.get(other.on)}
+        joined = {
+            r["key"]: r
+            for r in _current_rows(
+                current_uris[other.stream], keys=sorted(wanted), storage_options=storage_options
+            )
+        }
+
+    deletes: dict[str, int] = {}
+    keep: dict[str, tuple[int, int]] = {}
+    chunks: list[Chunk] = []
+    for key, row in rows.items():
+        if row["is_deleted"]:
+            deletes[key] = row["version"]
+            continue
+        join = joined.get(str(row.get(document.enrich.on))) if document.enrich else None
+        texts = chunker.chunk(render(document, row=row, joined=join))
+        provenance = Provenance(
+            source_topic=row["source_topic"],
+            source_partition=row["source_partition"],
+            source_offset=row["source_offset"],
+            source_version=row["version"],
+            raw_delta_version=row["raw_delta_version"],
+            current_delta_version=latest if latest is not None else -1,
+            event_time=row.get("event_time"),
+            ingested_at=row.get("ingested_at"),
+        )
+        attributes = {a: None if row.get(a) is None else str(row[a]) for a in document.attributes}
+        chunks.extend(
+            Chunk(
+                stream=spec.name,
+                key=key,
+                chunk_index=i,
+                text=text,
+                provenance=provenance,
+                attributes=attributes,
+            )
+            for i, text in enumerate(texts)
+        )
+        keep[key] = (len(texts), row["version"])
+
+    existing = store.existing_hashes(sorted(keep)) if keep else {}
+    todo = [c for c in chunks if existing.get(c.chunk_id, (None, None))[0] != c.content_hash]
+    t0 = time.perf_counter()
+    vectors = embedder.embed([c.text for c in todo]) if todo else None
+    embed_seconds = time.perf_counter() - t0
+    result = store.apply(
+        upserts=todo,
+        vectors=vectors,
+        deletes_keys=deletes,
+        keep_counts=keep,
+        embedder_name=embedder.model_name,
+        embedder_version=embedder.model_version,
+    )
+    progress.set(marks)
+    event_times = [c.provenance.event_time for c in chunks if c.provenance.event_time is not None]
+    sync = SyncResult(
+        keys_upserted=len(keep),
+        keys_deleted=len(deletes),
+        chunks_total=len(chunks),
+        chunks_embedded=len(todo),
+        chunks_skipped_unchanged=len(chunks) - len(todo),
+        rows_deleted=result.rows_deleted,
+        embed_seconds=embed_seconds,
+        lance_version=result.version,
+        current_version=latest,
+        newest_event_time=max(event_times) if event_times else None,
+    )
+    log.info(
+        "embeddings synced",
+        extra={
+            "stream": spec.name,
+            "embedded": sync.chunks_embedded,
+            "skipped": sync.chunks_skipped_unchanged,
+            "deleted_keys": sync.keys_deleted,
+        },
+    )
+    return sync

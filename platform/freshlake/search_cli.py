@@ -1,0 +1,84 @@
+"""`freshlake search`: the processed store from a terminal, with the age of every answer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+
+from freshlake.errors import FreshlakeConfigError
+
+
+def open_stores(*, streams: Sequence[str] | None, dimension: int) -> list:
+    """The embeddings tables of `streams` (default: all embedded streams that have data)."""
+    from freshlake.lance.store import ChunkStore
+    from freshlake.settings import store_roots
+    from freshlake.streams import DEMO_STREAMS
+
+    _, lance_root = store_roots()
+    specs = [s for s in DEMO_STREAMS if s.document is not None and (not streams or s.name in streams)]
+    stores = [
+        ChunkStore(
+            uri=lance_root,
+            table_name=s.name,
+            dimension=dimension,
+            attribute_fields=s.document.attributes,
+        )
+        for s in specs
+    ]
+    present = [store for store in stores if store.count() > 0]
+    if not present:
+        msg = (
+            f"no embedded data under {lance_root}: run `make run` (or materialize the "
+            "<stream>/embeddings assets) first, or set FRESHLAKE_HOME / FRESHLAKE_LANCE_URI"
+        )
+        raise FreshlakeConfigError(msg)
+    return present
+
+
+def run_search(
+    *,
+    query: str,
+    streams: Sequence[str] | None,
+    mode: str,
+    k: int,
+    where: str | None,
+    as_json: bool,
+) -> int:
+    from freshlake.embed.factory import embedder_from_env
+    from freshlake.lance.search import search
+
+    embedder = embedder_from_env()
+    hits = search(
+        stores=open_stores(streams=streams, dimension=embedder.dimension),
+        embedder=embedder,
+        query=query,
+        mode=mode,
+        k=k,
+        where=where,  # type: ignore[arg-type]
+    )
+    if as_json:
+        payload = [
+            {
+                "chunk_id": h.chunk_id,
+                "stream": h.stream,
+                "key": h.key,
+                "score": h.score,
+                "text": h.text,
+                "age_seconds": h.age_seconds,
+                "as_of": h.as_of,
+                "attributes": h.attributes,
+                "provenance": h.provenance,
+            }
+            for h in hits
+        ]
+        json.dump(payload, sys.stdout, default=str, indent=2)
+        print()
+        return 0
+    if not hits:
+        print("no hits")
+    for rank, h in enumerate(hits, 1):
+        text = h.text if len(h.text) <= 240 else h.text[:237] + "..."
+        print(f"{rank}. [{h.stream}] {h.key}  score={h.score:.4f}  {h.as_of}  ({h.chunk_id})")
+        print(f"   {text}")
+    return 0
