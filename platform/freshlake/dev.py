@@ -119,7 +119,8 @@ def run_dev(
         )
         if ui_up:
             print(
-                f"freshlake is up: Dagster UI {url}  broker {bootstrap}  data {paths.home}"
+                f"freshlake is up: Dagster UI {url}  broker {bootstrap}  embedder {embedder_url}"
+                f"  data {paths.home}"
                 "  (Ctrl-C stops everything)",
                 flush=True,
             )

@@ -91,7 +91,9 @@ DEMO_STREAMS: tuple[StreamSpec, ...] = (
             "flight_number": "string",
             "airline": "string",
             "origin": "string",
+            "origin_city": "string",
             "destination": "string",
+            "destination_city": "string",
             "status": "string",
             "scheduled_departure": "timestamp",
             "estimated_departure": "timestamp",
@@ -106,7 +108,8 @@ DEMO_STREAMS: tuple[StreamSpec, ...] = (
         description="Flight status events (scheduled, boarding, delayed, gate change, ...).",
         document=DocumentSpec(
             template=(
-                "Flight {flight_number} ({airline}) from {origin} to {destination} is {status}"
+                "Flight {flight_number} ({airline}) from [{origin_city} ]({origin})"
+                " to [{destination_city} ]({destination}) is {status}"
                 "[, delayed {delay_minutes} minutes][ because of {reason}][, gate {gate}]"
                 "[, scheduled to depart {scheduled_departure}]"
                 "[, now expected {estimated_departure}]."

@@ -3,6 +3,7 @@ through the daemon's sensors, and nothing left running after Ctrl-C."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -65,8 +66,9 @@ def test_dev_runs_the_platform_and_stops_clean(tmp_path) -> None:
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline and bootstrap is None:
             assert dev.poll() is None, Path(log.name).read_text()[-3000:]
-            found = re.search(r"freshlake is up: .* broker (\S+)", Path(log.name).read_text())
+            found = re.search(r"freshlake is up: .* broker (\S+)  embedder (\S+)", Path(log.name).read_text())
             bootstrap = found.group(1) if found else None
+            embedder_url = found.group(2) if found else None
             time.sleep(1)
         assert bootstrap, Path(log.name).read_text()[-3000:]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=10) as reply:
@@ -92,6 +94,35 @@ def test_dev_runs_the_platform_and_stops_clean(tmp_path) -> None:
 
         assert pl.read_delta(str(delta / "flights" / "raw")).height > 0
         assert all(sum(watermarks(config, topic=s.topic).high.values()) > 0 for s in DEMO_STREAMS)
+
+        # The same runs carried on to current and embeddings; search answers from them.
+        search_env = {**env, "FRESHLAKE_EMBEDDER_URL": embedder_url}
+        hits: list = []
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not {"flights", "policies"} <= {h["stream"] for h in hits}:
+            found = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "freshlake.cli",
+                    "search",
+                    "cancelled flight refund",
+                    "--k",
+                    "10",
+                    "--json",
+                ],
+                cwd=ROOT,
+                env=search_env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            hits = json.loads(found.stdout) if found.returncode == 0 else []
+            time.sleep(2)
+        assert {"flights", "policies"} <= {h["stream"] for h in hits}, Path(log.name).read_text()[-4000:]
+        assert all(
+            h["as_of"].startswith("as of") and h["provenance"]["source_offset"] is not None for h in hits
+        )
 
         family = descendants(dev.pid)
         assert len(family) >= 3  # broker, dagster dev, webserver/daemon

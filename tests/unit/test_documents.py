@@ -7,6 +7,7 @@ from freshlake.streams import stream_by_name
 
 FLIGHT = {
     "flight_id": "UA123-2026-11-21",
+    "origin_city": "New York",
     "flight_number": "UA123",
     "airline": "United",
     "origin": "JFK",
@@ -23,7 +24,7 @@ FLIGHT = {
 def test_flight_reads_naturally_and_drops_empty_facts() -> None:
     text = render(stream_by_name("flights").document, row=FLIGHT)
     assert text == (
-        "Flight UA123 (United) from JFK to SFO is delayed, delayed 95 minutes because of crew, "
+        "Flight UA123 (United) from New York (JFK) to (SFO) is delayed, delayed 95 minutes because of crew, "
         "gate B7, scheduled to depart 2026-11-21 18:40 UTC."
     )
     on_time = render(

@@ -54,6 +54,23 @@ AIRLINES = {  # code -> (name, airports it flies from)
 }
 US_AIRPORTS = ("JFK", "LGA", "EWR", "SFO", "LAX", "ORD", "BOS", "SEA", "DEN", "ATL", "MIA", "DFW")
 NEW_YORK = ("JFK", "LGA", "EWR")
+CITIES = {
+    "JFK": "New York",
+    "LGA": "New York",
+    "EWR": "New York",
+    "SFO": "San Francisco",
+    "LAX": "Los Angeles",
+    "ORD": "Chicago",
+    "BOS": "Boston",
+    "SEA": "Seattle",
+    "DEN": "Denver",
+    "ATL": "Atlanta",
+    "MIA": "Miami",
+    "DFW": "Dallas",
+    "LHR": "London",
+    "CDG": "Paris",
+    "IAD": "Washington",
+}
 DELAY_REASONS = ("weather", "crew availability", "aircraft maintenance", "air traffic control")
 CANCEL_REASONS = (
     "severe weather",
@@ -502,7 +519,9 @@ class _Run:
                 "flight_number": number,
                 "airline": name,
                 "origin": origin,
+                "origin_city": CITIES.get(origin),
                 "destination": destination,
+                "destination_city": CITIES.get(destination),
                 "status": "scheduled",
                 "scheduled_departure": iso(departs),
                 "estimated_departure": iso(departs),

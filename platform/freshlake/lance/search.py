@@ -104,18 +104,20 @@ def search(
     else:  # vector and FTS lists (and tables) in parallel: lancedb releases the GIL
         with ThreadPoolExecutor(max_workers=min(len(jobs), 8)) as pool:
             results = list(pool.map(lambda job: job[2](), jobs))
-    lists: dict[str, list[tuple[ChunkStore, dict[str, Any]]]] = {"vector": [], "fts": []}
-    for (kind, store, _), rows in zip(jobs, results, strict=True):
-        lists[kind] += [(store, row) for row in rows]
-    vector_rows = sorted(lists["vector"], key=lambda sr: sr[1]["_distance"])[:depth]
-    fts_rows = sorted(lists["fts"], key=lambda sr: -sr[1]["_score"])[:depth]
-
+    if mode == "hybrid":
+        # Every (table, retriever) list is one ranking: a stream with many near-duplicate
+        # documents cannot crowd out the best hit of another stream.
+        ranked = _rrf(
+            [[(store, row) for row in rows] for (_, store, _), rows in zip(jobs, results, strict=True)]
+        )
+        return [_hit(store, row, score, now) for store, row, score in ranked[:k]]
+    pairs = [(store, row) for (_, store, _), rows in zip(jobs, results, strict=True) for row in rows]
     if mode == "vector":
-        ranked = [(s, r, 1.0 - float(r["_distance"])) for s, r in vector_rows]
-    elif mode == "fts":
-        ranked = [(s, r, float(r["_score"])) for s, r in fts_rows]
+        pairs.sort(key=lambda sr: sr[1]["_distance"])
+        ranked = [(s, r, 1.0 - float(r["_distance"])) for s, r in pairs]
     else:
-        ranked = _rrf(vector_rows, fts_rows)
+        pairs.sort(key=lambda sr: -sr[1]["_score"])
+        ranked = [(s, r, float(r["_score"])) for s, r in pairs]
     return [_hit(store, row, score, now) for store, row, score in ranked[:k]]
 
 
@@ -145,12 +147,10 @@ def _fts_rows(store: ChunkStore, query: str, depth: int, where: str | None) -> l
     return q.select([*_columns(store), "_score"]).limit(depth).to_arrow().to_pylist()
 
 
-def _rrf(
-    vector_rows: list[tuple[ChunkStore, dict]], fts_rows: list[tuple[ChunkStore, dict]]
-) -> list[tuple[ChunkStore, dict, float]]:
-    """Reciprocal Rank Fusion over the two global lists; ties keep the vector order."""
+def _rrf(lists: list[list[tuple[ChunkStore, dict]]]) -> list[tuple[ChunkStore, dict, float]]:
+    """Reciprocal Rank Fusion over ranked lists; ties keep first-seen (vector) order."""
     fused: dict[tuple[int, str], list[Any]] = {}
-    for results in (vector_rows, fts_rows):
+    for results in lists:
         for rank, (store, row) in enumerate(results):
             entry = fused.setdefault((id(store), row["chunk_id"]), [store, row, 0.0])
             entry[2] += 1.0 / (RRF_K + rank)

@@ -1,0 +1,59 @@
+"""The real model on the demo world: the traveller's question finds the policy and the flight."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+
+import pytest
+
+from freshlake.streams import stream_by_name
+from resources.embedder import EmbedderResource
+from tests.integration.test_processed import World
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+NEW_YORK = {"JFK", "LGA", "EWR"}
+
+
+def test_refund_question_finds_policy_and_cancelled_flight(kafka_config, tmp_path) -> None:
+    from freshlake.demo.producer import produce_demo
+
+    world = World(kafka_config, tmp_path)
+    world.resources["embedder"] = EmbedderResource(kind="model")
+    produce_demo(
+        config=kafka_config,
+        count=1500,
+        streams=("flights", "policies", "bookings"),
+        topic_prefix=world.prefix,
+        start=datetime(2026, 11, 21, 6, tzinfo=UTC),
+        partitions=3,
+        create_topics=False,
+    )
+    world.specs = {
+        name: dataclasses.replace(stream_by_name(name), topic=world.prefix + name)
+        for name in ("flights", "bookings", "policies")
+    }
+    stats = world.run()
+    assert stats["policies"]["chunks_embedded"] > 8
+
+    from freshlake.embed.models import SentenceTransformerEmbedder
+    from freshlake.lance.search import search
+
+    stores = [world.resources["storage"].chunk_store(s, dimension=384) for s in world.specs.values()]
+    hits = search(
+        stores=stores,
+        embedder=SentenceTransformerEmbedder(),
+        query="my flight to New York was cancelled, can I get a refund",
+        mode="hybrid",
+        k=5,
+    )
+    assert any(h.stream == "policies" and "refund" in h.text.lower() for h in hits), hits
+    cancelled = [
+        h
+        for h in hits
+        if h.stream == "flights"
+        and h.attributes.get("status") == "cancelled"
+        and h.attributes.get("destination") in NEW_YORK
+    ]
+    assert cancelled, [(h.stream, h.key, h.attributes) for h in hits]
