@@ -12,6 +12,8 @@ import json
 import uuid
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.compute
 import pytest
 
 from assets.processed import build_current_asset, build_embeddings_asset, embeddings_key
@@ -80,14 +82,15 @@ class World:
             ]
         self.offsets = 0
 
-    def send(self, stream: str, key: bytes, value: dict | None) -> None:
+    def send(self, stream: str, key: bytes, value: dict | None, *, flush: bool = True) -> None:
         self.offsets += 1
         self.producer.produce(
             self.specs[stream].topic,
             key=key,
             value=None if value is None else json.dumps(value).encode(),
         )
-        self.producer.flush()
+        if flush:
+            self.producer.flush()
 
     def flight(self, flight_id: str, status: str, version: int, **extra) -> None:
         self.send(
@@ -131,7 +134,7 @@ class World:
         if op == "d":
             self.send("bookings", key, None)
 
-    def policy(self, policy_id: str, body: str, revision: int) -> None:
+    def policy(self, policy_id: str, body: str, revision: int, *, flush: bool = True) -> None:
         self.send(
             "policies",
             policy_id.encode(),
@@ -143,6 +146,7 @@ class World:
                 "revision": revision,
                 "event_time": f"2026-11-21T09:{revision:02d}:00+00:00",
             },
+            flush=flush,
         )
 
     def run(self) -> dict[str, dict]:
@@ -224,20 +228,102 @@ def test_superseded_deleted_and_withdrawn_text_is_gone(world: World) -> None:
 
 
 def test_nothing_changed_embeds_nothing_and_one_change_embeds_one_document(world: World) -> None:
-    for i in range(60):
-        world.policy(f"p{i:03d}", policy_body(2, seed=i), 1)
+    bodies = {f"p{i:04d}": f"Section {i}. " + SENTENCES[i % len(SENTENCES)] for i in range(1000)}
+    for key, body in bodies.items():
+        world.policy(key, body, 1, flush=False)
+    world.producer.flush()
     first = world.run()
-    assert first["policies"]["chunks_embedded"] == 120
+    assert first["policies"]["chunks_embedded"] == 1000
 
     again = world.run()  # no new data
     assert again["policies"]["chunks_embedded"] == 0
 
-    world.policy("p007", policy_body(2, seed=7), 2)  # re-delivered, same text
+    world.policy("p0007", bodies["p0007"], 2)  # re-delivered, same text
     redelivered = world.run()
     assert redelivered["policies"]["chunks_embedded"] == 0
-    assert redelivered["policies"]["chunks_skipped_unchanged"] == 2
+    assert redelivered["policies"]["chunks_skipped_unchanged"] == 1
 
-    world.policy("p042", policy_body(2, seed=500), 3)  # one document changes
+    # Reprocessing everything (progress lost, or a rebuild) still embeds nothing unchanged.
+    world.resources["storage"].progress().set({"policies/embeddings<-policies": None})
+    reprocessed = world.run()
+    assert reprocessed["policies"]["chunks_embedded"] == 0
+    assert reprocessed["policies"]["chunks_skipped_unchanged"] == 1000
+
+    world.policy("p0042", "A completely new text about pets travelling in the cabin.", 3)
     changed = world.run()
-    assert changed["policies"]["chunks_embedded"] <= 2 and changed["policies"]["keys_upserted"] == 1
-    assert len(world.rows("policies")) == 120
+    assert changed["policies"]["chunks_embedded"] == 1 and changed["policies"]["keys_upserted"] == 1
+    assert len(world.rows("policies")) == 1000
+
+
+def test_replaying_an_older_range_changes_no_vector_row(world: World) -> None:
+    from freshlake.delta.current import merge_into_current, raw_changes
+
+    world.flight("UA9-2026-11-21", "scheduled", 1)
+    world.flight("UA9-2026-11-21", "delayed", 2, delay_minutes=40, reason="crew")
+    world.run()
+    world.flight("UA9-2026-11-21", "cancelled", 3, reason="weather")
+    world.run()
+    before = [{k: v for k, v in r.items() if k != "embedded_at"} for r in world.rows("flights")]
+
+    storage, spec = world.resources["storage"], world.specs["flights"]
+    older, _ = raw_changes(storage.delta_uri(spec, "raw"), after=None)
+    older = older.filter(pa.compute.less(older.column("kafka_offset"), 2))  # the first two events
+    merge_into_current(
+        spec=spec, current_uri=storage.delta_uri(spec, "current"), raw_rows=older, raw_version=None
+    )
+    replayed = world.run()
+
+    assert replayed["flights"]["chunks_embedded"] == 0
+    after = [{k: v for k, v in r.items() if k != "embedded_at"} for r in world.rows("flights")]
+    assert after == before and "cancelled" in after[0]["text"]
+
+
+RUN_THROUGH_SERVICE = """
+import json, sys
+from tests.integration.test_processed import World
+from resources.embedder import EmbedderResource
+
+bootstrap, url, tmp = sys.argv[1:4]
+import pathlib
+world = World({"bootstrap.servers": bootstrap}, pathlib.Path(tmp))
+world.resources["embedder"] = EmbedderResource(url=url)
+world.flight("UA5-2026-11-21", "delayed", 1, delay_minutes=30, reason="crew")
+stats = world.run()
+print(json.dumps({"embedded": stats["flights"]["chunks_embedded"],
+                  "heavy": sorted(m for m in ("torch", "sentence_transformers", "transformers")
+                                  if m in sys.modules)}))
+"""
+
+
+def test_a_run_embedding_through_the_service_never_imports_torch(kafka_config, tmp_path) -> None:
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    from freshlake.embed.models import HashEmbedder
+    from freshlake.embed.service import make_server
+
+    server = make_server(port=0, embedder=HashEmbedder())
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                RUN_THROUGH_SERVICE,
+                str(kafka_config["bootstrap.servers"]),
+                url,
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+    finally:
+        server.shutdown()
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report == {"embedded": 1, "heavy": []}
