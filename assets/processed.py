@@ -6,13 +6,15 @@ import dagster as dg
 
 from assets.raw import column_schema, freshness_policy, raw_key
 from freshlake.delta.current import current_schema
+from freshlake.embed.chunking import ChunkerSettings
+from freshlake.embed.models import DEFAULT_PRECISION, MODEL_NAME
 from freshlake.streams import StreamSpec
 from resources.embedder import EmbedderResource
 from resources.storage import StorageResource
 
-# Defaults that shape the vectors; any change to them (or to a template) is a new code version.
-MODEL_CODE = "all-MiniLM-L6-v2@float32"
-CHUNKER_CODE = "tokens200-overlap32"
+# What shapes the vectors: a change to the model, its precision, the chunker or a template is a
+# new code version, and Dagster shows the embeddings as stale until they are re-derived.
+MODEL_CODE = f"{MODEL_NAME}@{DEFAULT_PRECISION}"
 
 
 def current_key(spec: StreamSpec) -> dg.AssetKey:
@@ -85,13 +87,12 @@ def build_embeddings_asset(spec: StreamSpec) -> dg.AssetsDefinition:
         kinds={"lancedb"},
         description=f"`{spec.name}` documents chunked and embedded, searchable (vector, FTS, hybrid).",
         freshness_policy=freshness_policy(spec),
-        code_version=f"{MODEL_CODE}|{CHUNKER_CODE}|template-{document.version}",
+        code_version=f"{MODEL_CODE}|{ChunkerSettings().version}|template-{document.version}",
         op_tags={"freshlake/stream": spec.name},
     )
     def _embeddings(
         context: dg.AssetExecutionContext, storage: StorageResource, embedder: EmbedderResource
     ) -> dg.MaterializeResult:
-        from freshlake.embed.chunking import ChunkerSettings
         from freshlake.lance.sync import sync_embeddings
 
         model = embedder.get()
