@@ -10,10 +10,23 @@ from freshlake.streams import DEMO_STREAMS
 from resources.embedder import EmbedderResource
 from resources.kafka import KafkaResource
 from resources.storage import StorageResource
+from sensors.alerts import build_alert_sensor
+
+streams = [build_stream_definitions(spec) for spec in DEMO_STREAMS]
+watched = [
+    key
+    for stream in streams
+    for asset in stream.assets or ()
+    if isinstance(asset, dg.AssetsDefinition)
+    for key in asset.keys
+    if asset.specs_by_key[key].freshness_policy is not None
+]
+checks = [key for stream in streams for check in stream.asset_checks or () for key in check.check_keys]
 
 defs = dg.Definitions.merge(
-    *(build_stream_definitions(spec) for spec in DEMO_STREAMS),
+    *streams,
     build_maintenance_definitions(DEMO_STREAMS),
+    dg.Definitions(sensors=[build_alert_sensor(asset_keys=watched, check_keys=checks)]),
     dg.Definitions(
         resources={
             "kafka": KafkaResource(),

@@ -4,8 +4,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
-from assets.processed import current_key, embeddings_key
-from assets.raw import quarantine_key, raw_key
+from assets.keys import current_key, embeddings_key, quarantine_key, raw_key
 from freshlake.streams import StreamSpec
 from resources.embedder import EmbedderResource
 from resources.storage import StorageResource

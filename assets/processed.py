@@ -4,7 +4,9 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from assets.raw import column_schema, freshness_policy, raw_key
+from assets.keys import current_key, embeddings_key, raw_key
+from assets.lineage import column_lineage, embeddings_column_lineage
+from assets.raw import column_schema, freshness_policy
 from freshlake.delta.current import current_schema
 from freshlake.embed.chunking import ChunkerSettings
 from freshlake.embed.models import DEFAULT_PRECISION, MODEL_NAME
@@ -15,14 +17,6 @@ from resources.storage import StorageResource
 # What shapes the vectors: a change to the model, its precision, the chunker or a template is a
 # new code version, and Dagster shows the embeddings as stale until they are re-derived.
 MODEL_CODE = f"{MODEL_NAME}@{DEFAULT_PRECISION}"
-
-
-def current_key(spec: StreamSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, "current"])
-
-
-def embeddings_key(spec: StreamSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, "embeddings"])
 
 
 def _lag(newest: datetime | None) -> dict[str, float]:
@@ -38,7 +32,10 @@ def build_current_asset(spec: StreamSpec) -> dg.AssetsDefinition:
         group_name=spec.name,
         kinds={"delta"},
         description=f"Current state of `{spec.name}` per key: newest event wins, deletes applied.",
-        metadata={"dagster/column_schema": column_schema(current_schema(spec))},
+        metadata={
+            "dagster/column_schema": column_schema(current_schema(spec)),
+            "dagster/column_lineage": column_lineage(spec),
+        },
         freshness_policy=freshness_policy(spec),
         code_version="fold-v1",
         op_tags={"freshlake/stream": spec.name},
@@ -86,6 +83,7 @@ def build_embeddings_asset(spec: StreamSpec) -> dg.AssetsDefinition:
         group_name=spec.name,
         kinds={"lancedb"},
         description=f"`{spec.name}` documents chunked and embedded, searchable (vector, FTS, hybrid).",
+        metadata={"dagster/column_lineage": embeddings_column_lineage(spec)},
         freshness_policy=freshness_policy(spec),
         code_version=f"{MODEL_CODE}|{ChunkerSettings().version}|template-{document.version}",
         op_tags={"freshlake/stream": spec.name},

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pyarrow as pa
 
-from assets.topics import topic_asset_key
+from assets.keys import quarantine_key, raw_key, topic_key
 from freshlake.delta.schemas import quarantine_schema, raw_schema
 from freshlake.ingest.plan import OffsetRange
 from freshlake.streams import StreamSpec
@@ -26,14 +26,6 @@ class IngestConfig(dg.Config):
     max_records: int | None = None
 
 
-def raw_key(spec: StreamSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, "raw"])
-
-
-def quarantine_key(spec: StreamSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, "quarantine"])
-
-
 def column_schema(schema: pa.Schema) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(name=f.name, type=str(f.type)) for f in schema])
 
@@ -46,7 +38,7 @@ def freshness_policy(spec: StreamSpec) -> dg.FreshnessPolicy:
 
 
 def build_raw_assets(spec: StreamSpec) -> dg.AssetsDefinition:
-    topic = topic_asset_key(spec)
+    topic = topic_key(spec)
 
     @dg.multi_asset(
         name=f"{spec.name}_raw",

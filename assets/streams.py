@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.processed import (
-    build_current_asset,
-    build_embeddings_asset,
-    current_key,
-    embeddings_key,
-)
-from assets.raw import build_raw_assets, quarantine_key, raw_key
+from assets.checks import build_lag_checks
+from assets.keys import current_key, embeddings_key, quarantine_key, raw_key
+from assets.processed import build_current_asset, build_embeddings_asset
+from assets.raw import build_raw_assets
 from assets.topics import topic_asset_spec
 from freshlake.streams import StreamSpec
+from sensors.lag import build_lag_sensor
 from sensors.offsets import STREAM_TAG, build_offsets_sensor
 
 
@@ -32,6 +30,7 @@ def build_stream_definitions(spec: StreamSpec) -> dg.Definitions:
     )
     return dg.Definitions(
         assets=[topic_asset_spec(spec), *assets],
+        asset_checks=build_lag_checks(spec),  # run in every ingest run, and by the lag sensor
         jobs=[job],
-        sensors=[build_offsets_sensor(spec, job=job)],
+        sensors=[build_offsets_sensor(spec, job=job), build_lag_sensor(spec)],
     )

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.keys import topic_key
 from freshlake.streams import StreamSpec
-
-
-def topic_asset_key(spec: StreamSpec) -> dg.AssetKey:
-    return dg.AssetKey(["kafka", spec.topic])
 
 
 def topic_asset_spec(spec: StreamSpec) -> dg.AssetSpec:
     return dg.AssetSpec(
-        key=topic_asset_key(spec),
+        key=topic_key(spec),
         group_name=spec.name,
         description=f"Kafka topic `{spec.topic}` ({spec.format}). {spec.description}".strip(),
         kinds={"kafka"},

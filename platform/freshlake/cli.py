@@ -145,6 +145,24 @@ def cmd_search(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from freshlake.ops_cli import run_status
+
+    return run_status(as_json=args.json, bootstrap=args.bootstrap)
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from freshlake.ops_cli import run_trace
+
+    return run_trace(target=args.target, stream=args.stream, bootstrap=args.bootstrap)
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from freshlake.alerts.cli import run_alerts_test
+
+    return run_alerts_test()
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from freshlake.dev import run_dev
 
@@ -212,6 +230,21 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--where", help="SQL filter on the vector rows, e.g. \"status = 'cancelled'\"")
     search.add_argument("--json", action="store_true", help="one JSON document on stdout")
     search.set_defaults(func=cmd_search)
+
+    status = sub.add_parser("status", help="per stream: offsets, lag, freshness; exit 1 if out of SLO")
+    status.add_argument("--bootstrap", help="HOST:PORT (default: $KAFKA_BOOTSTRAP_SERVERS)")
+    status.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    status.set_defaults(func=cmd_status)
+
+    trace = sub.add_parser("trace", help="provenance of a chunk or key, back to its Kafka offset")
+    trace.add_argument("target", help="a chunk id (stream:key:index) or a key (with --stream)")
+    trace.add_argument("--stream", type=_stream_name, help="the stream of a bare key")
+    trace.add_argument("--bootstrap", help="HOST:PORT to re-read the offset from (optional)")
+    trace.set_defaults(func=cmd_trace)
+
+    alerts = sub.add_parser("alerts", help="on-call alert targets (PagerDuty v2, Slack webhook)")
+    alerts.add_argument("action", choices=("test",), help="test: send a trigger and a resolve")
+    alerts.set_defaults(func=cmd_alerts)
 
     dev = sub.add_parser("dev", help="broker + demo producer + Dagster UI and daemon (make run)")
     dev.add_argument("--port", type=_port, default=3000, help="Dagster UI port")

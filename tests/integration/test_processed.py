@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.compute
 import pytest
 
-from assets.processed import build_current_asset, build_embeddings_asset, embeddings_key
+from assets.keys import embeddings_key
+from assets.processed import build_current_asset, build_embeddings_asset
 from assets.raw import build_raw_assets
 from assets.topics import topic_asset_spec
 from freshlake.embed.chunking import ChunkerSettings

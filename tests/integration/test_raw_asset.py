@@ -9,7 +9,8 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from assets.raw import build_raw_assets, quarantine_key, raw_key
+from assets.keys import quarantine_key, raw_key
+from assets.raw import build_raw_assets
 from assets.topics import topic_asset_spec
 from freshlake.streams import Batching, stream_by_name
 from resources.kafka import KafkaResource

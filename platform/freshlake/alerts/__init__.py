@@ -1,0 +1,1 @@
+"""On-call alerts: freshness and check states -> incidents -> PagerDuty / Slack-style webhooks."""
