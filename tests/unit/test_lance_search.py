@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-import numpy as np
 import pytest
 
 from freshlake.chunks import Chunk, Provenance
+from freshlake.embed.models import HashEmbedder
 from freshlake.lance.search import Hit, search
 from freshlake.lance.store import ChunkStore, ModelMismatchError
 
@@ -19,27 +16,7 @@ DIM = 64
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 
-class BagOfWords:
-    """Hashed bag of words, normalized: the fallback when the shared HashEmbedder is absent."""
-
-    model_name = "test/bag-of-words"
-    model_version = "1"
-    dimension = DIM
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()) or [""]:
-                digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
-                out[row, int.from_bytes(digest, "little") % DIM] += 1.0
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
-def make_embedder():
-    try:
-        from freshlake.embed.models import HashEmbedder
-    except ImportError:
-        return BagOfWords()
+def make_embedder() -> HashEmbedder:
     return HashEmbedder(dimension=DIM)
 
 
@@ -203,13 +180,14 @@ def test_hits_carry_provenance_and_age(stores, embedder) -> None:
 
 
 def test_model_mismatch_is_refused(stores, embedder) -> None:
-    class Other(BagOfWords):
+    class Other(HashEmbedder):
         model_version = "2"
 
+    Other = partial(Other, dimension=DIM)
     with pytest.raises(ModelMismatchError, match="re-embed"):
-        search(stores=stores, embedder=Other(), query="flight", mode="vector")
+        search(stores=stores, embedder=other, query="flight", mode="vector")
     with pytest.raises(ModelMismatchError):
-        search(stores=stores, embedder=Other(), query="flight", mode="hybrid")
+        search(stores=stores, embedder=other, query="flight", mode="hybrid")
 
 
 def test_missing_fts_index_falls_back_to_vector(stores, embedder, caplog) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -12,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from freshlake.chunks import Chunk, Provenance
+from freshlake.embed.models import HashEmbedder
 from freshlake.errors import FreshlakeConfigError
 from freshlake.lance.store import ChunkStore, ModelMismatchError, chunk_schema, sql_literal
 
@@ -19,23 +18,7 @@ DIM = 32
 T0 = datetime(2025, 6, 1, 8, 15, tzinfo=UTC)
 
 
-class BagOfWords:
-    """Hashed bag of words, normalized: deterministic and offline."""
-
-    model_name = "test/bag-of-words"
-    model_version = "1"
-    dimension = DIM
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        out = np.zeros((len(texts), DIM), dtype=np.float32)
-        for row, text in enumerate(texts):
-            for word in re.findall(r"\w+", text.lower()) or [""]:
-                digest = hashlib.blake2b(word.encode(), digest_size=4).digest()
-                out[row, int.from_bytes(digest, "little") % DIM] += 1.0
-        return out / np.linalg.norm(out, axis=1, keepdims=True)
-
-
-EMBEDDER = BagOfWords()
+EMBEDDER = HashEmbedder(dimension=DIM)
 
 
 def chunk(key: str, index: int, text: str, *, version: int, status: str = "on time") -> Chunk:
