@@ -183,7 +183,7 @@ def test_model_mismatch_is_refused(stores, embedder) -> None:
     class Other(HashEmbedder):
         model_version = "2"
 
-    Other = partial(Other, dimension=DIM)
+    other = Other(dimension=DIM)
     with pytest.raises(ModelMismatchError, match="re-embed"):
         search(stores=stores, embedder=other, query="flight", mode="vector")
     with pytest.raises(ModelMismatchError):
