@@ -17,11 +17,12 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from freshlake.streams import StreamSpec
+from freshlake.ingest.plan import consumer_lag as _lag_from
+from freshlake.streams import FreshnessState, StreamSpec
 
 log = logging.getLogger(__name__)
 
-State = Literal["PASS", "WARN", "FAIL", "UNKNOWN"]
+State = FreshnessState
 EventTimeSource = Literal["lancedb", "delta-current", "none"]
 
 
@@ -70,12 +71,8 @@ def consumer_lag(
 ) -> int:
     """Records in Kafka not yet in raw: high - (committed + 1), from `low` where nothing is committed."""
     low = low or {}
-    total = 0
-    for p, end in high.items():
-        last = committed.get(p)
-        start = low.get(p, 0) if last is None else last + 1
-        total += max(0, end - start)
-    return total
+    start = {p: low.get(p, 0) if committed.get(p) is None else committed[p] + 1 for p in high}
+    return _lag_from(start=start, high=high)
 
 
 def judge(lag: StreamLag, spec: StreamSpec) -> Verdict:

@@ -8,6 +8,7 @@ from typing import Literal
 
 StreamFormat = Literal["json", "debezium"]
 FieldType = Literal["string", "int", "float", "bool", "timestamp", "list", "object"]
+FreshnessState = Literal["PASS", "WARN", "FAIL", "UNKNOWN"]
 
 
 @dataclass(frozen=True, kw_only=True)

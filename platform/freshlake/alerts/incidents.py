@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-State = Literal["PASS", "WARN", "FAIL", "UNKNOWN"]
+from freshlake.streams import FreshnessState as State
+
 Severity = Literal["warning", "critical"]
 Action = Literal["trigger", "resolve"]
 
