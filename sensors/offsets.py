@@ -17,6 +17,7 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
 ]
+WAITING = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED}
 FAILED = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
@@ -45,15 +46,19 @@ def evaluate(
     now: float,
 ) -> dg.SensorResult | dg.SkipReason:
     from freshlake.delta.tables import committed_offsets
-    from freshlake.ingest.plan import next_offsets
+    from freshlake.ingest.plan import next_offsets, parse_run_key
     from freshlake.ingest.trigger import SensorCursor, decide
     from freshlake.kafka.consumer import topic_partitions, watermarks
 
+    # One run executing and one waiting behind it (the per-stream concurrency limit keeps them
+    # serial): the next run is ready the moment the current one ends, instead of a sensor tick
+    # and a queue check later.
     in_flight = context.instance.get_runs(
-        filters=dg.RunsFilter(tags={STREAM_TAG: spec.name}, statuses=IN_FLIGHT), limit=1
+        filters=dg.RunsFilter(tags={STREAM_TAG: spec.name}, statuses=IN_FLIGHT)
     )
-    if in_flight:
-        return dg.SkipReason(f"run {in_flight[0].run_id[:8]} for {spec.name} is still in flight")
+    waiting = [r for r in in_flight if r.status in WAITING]
+    if waiting:
+        return dg.SkipReason(f"run {waiting[0].run_id[:8]} for {spec.name} is already waiting to start")
     try:
         config = kafka.client_config()
         partitions = topic_partitions(config, topic=spec.topic, timeout=5)
@@ -66,6 +71,12 @@ def evaluate(
         tables.raw, topic=spec.topic, partitions=partitions, storage_options=tables.storage_options
     )
     start = next_offsets(committed=committed, low=marks.low, high=marks.high, topic=spec.topic)
+    # Plan after what the executing run will write. If it fails, the next run still starts from
+    # the committed offsets (runs clip their ranges to them), so nothing is skipped.
+    for run in in_flight:
+        for r in parse_run_key(run.tags.get(RANGES_TAG, "")):
+            end = min(r.end, marks.high.get(r.partition, r.end))
+            start[r.partition] = max(start.get(r.partition, end), end)
     decision = decide(
         topic=spec.topic,
         start=start,

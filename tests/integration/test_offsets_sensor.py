@@ -123,19 +123,48 @@ def test_offsets_that_went_backwards_fail_the_tick_loudly(instance, setup) -> No
         tick(instance, spec, kafka, storage)
 
 
-def test_in_flight_run_skips_and_failed_run_is_re_requested_with_a_new_key(instance, setup) -> None:
-    spec, kafka, storage = setup(count=12)
-    key = tick(instance, spec, kafka, storage).run_requests[0].run_key
+def test_next_run_waits_behind_the_executing_one_and_a_failed_run_is_re_requested(
+    instance, setup, kafka_config
+) -> None:
+    from freshlake.demo.producer import produce_demo
 
-    started = _add_run(instance, status=dg.DagsterRunStatus.STARTED, tags={STREAM_TAG: "flights"})
+    spec, kafka, storage = setup(count=12)
+    first = tick(instance, spec, kafka, storage).run_requests[0]
+    started = _add_run(
+        instance, status=dg.DagsterRunStatus.STARTED, tags={STREAM_TAG: "flights", RANGES_TAG: first.run_key}
+    )
+    covered = tick(instance, spec, kafka, storage)  # everything is in the executing run
+    assert not covered.run_requests and "no new messages" in covered.skip_reason.skip_message
+
+    produce_demo(
+        config=kafka_config,
+        count=9,
+        streams=("flights",),
+        topic_prefix=spec.topic[: -len("flights")],
+        start=datetime(2026, 11, 22, tzinfo=UTC),
+        partitions=3,
+        create_topics=False,
+    )
+    (behind,) = tick(instance, spec, kafka, storage).run_requests  # planned after the executing run
+    first_ends = {r["partition"]: r["end"] for r in _ranges(first)}
+    assert all(r["start"] == first_ends.get(r["partition"], 0) for r in _ranges(behind))
+    assert sum(r["end"] - r["start"] for r in _ranges(behind)) == 9
+
+    queued = _add_run(instance, status=dg.DagsterRunStatus.NOT_STARTED, tags={STREAM_TAG: "flights"})
     skipped = tick(instance, spec, kafka, storage)
-    assert isinstance(skipped, dg.SkipReason) and "in flight" in skipped.skip_message
+    assert isinstance(skipped, dg.SkipReason) and "waiting" in skipped.skip_message
+    instance.delete_run(queued)
     instance.delete_run(started)
 
+    key = tick(instance, spec, kafka, storage).run_requests[0].run_key
     _add_run(instance, status=dg.DagsterRunStatus.FAILURE, tags={STREAM_TAG: "flights", RANGES_TAG: key})
     retried = tick(instance, spec, kafka, storage).run_requests[0]
     assert retried.run_key == f"{key}#retry1"
     assert retried.tags[RANGES_TAG] == key
+
+
+def _ranges(request) -> list[dict]:
+    return request.run_config["ops"]["flights_raw"]["config"]["offset_ranges"]
 
 
 def _add_run(instance, *, status, tags) -> str:

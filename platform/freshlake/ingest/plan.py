@@ -93,5 +93,18 @@ def run_key(*, topic: str, ranges: list[OffsetRange]) -> str:
     return f"{topic}:{parts}"
 
 
+def parse_run_key(key: str) -> list[OffsetRange]:
+    """The ranges of a `run_key` (a `#retryN` suffix is ignored); [] for anything else."""
+    _, _, parts = key.partition("#")[0].rpartition(":")
+    ranges = []
+    for part in filter(None, parts.split(",")):
+        name, _, span = part.partition("=")
+        start, _, end = span.partition("-")
+        if not (name.startswith("p") and name[1:].isdigit() and start.isdigit() and end.isdigit()):
+            return []
+        ranges.append(OffsetRange(partition=int(name[1:]), start=int(start), end=int(end)))
+    return ranges
+
+
 def consumer_lag(*, start: Mapping[int, int], high: Mapping[int, int]) -> int:
     return sum(max(0, high[p] - s) for p, s in start.items())
