@@ -59,6 +59,7 @@ def build_raw_assets(spec: StreamSpec) -> dg.AssetsDefinition:
                 kinds={"delta"},
                 description=f"`{spec.topic}` messages that failed to parse, with the reason.",
                 metadata={"dagster/column_schema": column_schema(quarantine_schema())},
+                freshness_policy=freshness_policy(spec),  # written (maybe empty) by every run
             ),
         ],
         op_tags={"freshlake/stream": spec.name},
