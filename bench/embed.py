@@ -89,8 +89,9 @@ class StepPath:
     """freshlake's whole embeddings step (`sync_embeddings`: read current's changes, render, chunk,
     hash lookup, embed, LanceDB merge_insert) over a slice of texts, one document per text.
 
-    Each call gets a `current` table prepared beforehand (untimed) and an empty LanceDB table, so
-    every chunk is new and embedded: the step's rate compares with bare `model.encode` directly.
+    Each call gets a `current` table prepared beforehand and an empty LanceDB table created
+    beforehand (both untimed: a streaming pipeline appends to tables that exist), so every chunk is
+    new and embedded and the step's rate compares with bare `model.encode` directly.
     """
 
     def __init__(self, *, embedder, root: Path) -> None:
@@ -140,21 +141,33 @@ class StepPath:
         )
         self.prepared[tuple(texts)] = uri
 
-    def __call__(self, texts: Sequence[str]) -> object:
-        from freshlake.embed.chunking import ChunkerSettings
+    def create_tables(self) -> None:
+        """Empty LanceDB tables (with their indexes) for every prepared slice, created untimed."""
         from freshlake.lance.progress import Progress
         from freshlake.lance.store import ChunkStore
+
+        self.stores = {}
+        for texts, current in self.prepared.items():
+            lance = current.replace("current-", "lance-")
+            shutil.rmtree(lance, ignore_errors=True)
+            store = ChunkStore(uri=lance, table_name="bench", dimension=self.embedder.dimension)
+            store.table  # noqa: B018 - create it now
+            progress = Progress(uri=lance)
+            progress.get("warm")
+            self.stores[texts] = (store, progress)
+
+    def __call__(self, texts: Sequence[str]) -> object:
+        from freshlake.embed.chunking import ChunkerSettings
         from freshlake.lance.sync import sync_embeddings
 
-        current = self.prepared[tuple(texts)]
-        lance = current.replace("current-", "lance-")
+        store, progress = self.stores[tuple(texts)]
         result = sync_embeddings(
             spec=self.spec,
-            current_uris={"bench": current},
-            store=ChunkStore(uri=lance, table_name="bench", dimension=self.embedder.dimension),
+            current_uris={"bench": self.prepared[tuple(texts)]},
+            store=store,
             embedder=self.embedder,
             chunker=ChunkerSettings(),
-            progress=Progress(uri=lance),
+            progress=progress,
         )
         self.embedded += result.chunks_embedded
         return result
@@ -191,9 +204,7 @@ def compare_paths(args: argparse.Namespace) -> dict[str, object]:
     runs: dict[str, list[float]] = {name: [] for name in paths}
     names = list(paths)
     for repeat in range(args.repeats):
-        if repeat:  # the step needs fresh (empty) LanceDB tables each repeat, or it embeds nothing
-            for uri in step.prepared.values():
-                shutil.rmtree(uri.replace("current-", "lance-"), ignore_errors=True)
+        step.create_tables()  # fresh, empty tables each repeat, or the step embeds nothing
         spent = dict.fromkeys(paths, 0.0)
         for k, i in enumerate(range(0, len(texts), args.slice)):
             part = texts[i : i + args.slice]
