@@ -262,11 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extras:  # name the subcommand's help, not the top-level one
         subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         subparsers.choices[args.command].error(f"unrecognized arguments: {' '.join(extras)}")
+    # freshlake's own logs at INFO; libraries (alembic, dagster, httpx...) only when they warn.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
