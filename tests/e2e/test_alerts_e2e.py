@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from freshlake.alerts.incidents import dedup_key
-from freshlake.alerts.receiver import Received, local_receiver
 from freshlake.kafka.broker import free_port
 from tests.e2e.test_dev import alive, descendants
+from tests.receiver import Received, local_receiver
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,8 @@ import pytest
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 
 from freshlake.alerts.notify import ALERTS_OFF, RetryPolicy
-from freshlake.alerts.receiver import Received, local_receiver
 from sensors.alerts import build_alert_sensor
+from tests.receiver import Received, local_receiver
 
 RAW = dg.AssetKey(["docs", "raw"])
 CURRENT = dg.AssetKey(["docs", "current"])

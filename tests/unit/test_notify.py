@@ -20,8 +20,8 @@ from freshlake.alerts.notify import (
     send,
     slack_message,
 )
-from freshlake.alerts.receiver import local_receiver
 from freshlake.errors import FreshlakeConfigError
+from tests.receiver import local_receiver
 
 FAST = RetryPolicy(tries=4, base_seconds=0.01, timeout_seconds=2)
 TRIGGER = Notification(

@@ -1,4 +1,4 @@
-"""A local HTTP receiver that stands in for PagerDuty or a Slack webhook in tests and demos.
+"""A local HTTP receiver that stands in for PagerDuty or a Slack webhook in tests.
 
 Records every JSON body POSTed to it; can be told to answer with given statuses first (e.g. 500
 twice) to exercise retries.
