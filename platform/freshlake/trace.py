@@ -241,7 +241,7 @@ def _raw_source(raw, *, topic: str, partition: int, offset: int, version_hint: i
         return missing
     from deltalake.exceptions import DeltaError
 
-    from freshlake.delta.current import _read_all
+    from freshlake.delta.tables import read_change_feed
 
     coords = {"kafka_topic": topic, "kafka_partition": partition, "kafka_offset": offset}
     predicate = f"kafka_partition = {int(partition)} AND kafka_offset = {int(offset)}"
@@ -250,7 +250,7 @@ def _raw_source(raw, *, topic: str, partition: int, offset: int, version_hint: i
     for first, last in windows:
         try:
             feed = raw.load_cdf(starting_version=first, ending_version=last, predicate=predicate)
-            changes = _read_all(feed)
+            changes = read_change_feed(feed)
         except (DeltaError, OSError):  # a vacuumed version, or one from before CDF: next window
             continue
         if changes.num_rows == 0:

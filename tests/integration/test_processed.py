@@ -83,18 +83,25 @@ class World:
             ]
         self.offsets = 0
 
-    def send(self, stream: str, key: bytes, value: dict | None, *, flush: bool = True) -> None:
+    def send(
+        self, stream: str, key: bytes, value: dict | None, *, flush: bool = True
+    ) -> tuple[int, int] | None:
+        """Produce one message; with `flush`, its (partition, offset) from the delivery report."""
         self.offsets += 1
+        delivered: list[tuple[int, int]] = []
         self.producer.produce(
             self.specs[stream].topic,
             key=key,
             value=None if value is None else json.dumps(value).encode(),
+            on_delivery=lambda err, msg: delivered.append((msg.partition(), msg.offset())),
         )
-        if flush:
-            self.producer.flush()
+        if not flush:
+            return None
+        self.producer.flush()
+        return delivered[0]
 
-    def flight(self, flight_id: str, status: str, version: int, **extra) -> None:
-        self.send(
+    def flight(self, flight_id: str, status: str, version: int, **extra) -> tuple[int, int] | None:
+        return self.send(
             "flights",
             flight_id.encode(),
             {

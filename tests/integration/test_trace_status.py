@@ -25,26 +25,7 @@ pytestmark = pytest.mark.integration
 
 def produce_flight(world: World, flight_id: str, status: str, version: int) -> tuple[int, int]:
     """One flight event with event_time now; its (partition, offset) from the delivery report."""
-    delivered: list[tuple[int, int]] = []
-    value = {
-        "flight_id": flight_id,
-        "flight_number": flight_id.split("-")[0],
-        "airline": "United",
-        "origin": "SFO",
-        "destination": "JFK",
-        "status": status,
-        "version": version,
-        "event_time": datetime.now(UTC).isoformat(),
-    }
-    world.producer.produce(
-        world.specs["flights"].topic,
-        key=flight_id.encode(),
-        value=json.dumps(value).encode(),
-        on_delivery=lambda err, msg: delivered.append((msg.partition(), msg.offset())),
-    )
-    world.producer.flush()
-    assert len(delivered) == 1
-    return delivered[0]
+    return world.flight(flight_id, status, version, event_time=datetime.now(UTC).isoformat())
 
 
 @pytest.fixture

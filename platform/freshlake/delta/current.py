@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from freshlake.delta.schemas import FIELD_TYPES, TS
-from freshlake.delta.tables import COMMIT_ATTEMPTS, ensure_table, open_table
+from freshlake.delta.tables import COMMIT_ATTEMPTS, ensure_table, open_table, read_change_feed
 from freshlake.streams import StreamSpec
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ def raw_changes(raw_uri: str, *, after: int | None, storage_options: Mapping[str
     first = 0 if after is None else after + 1
     if first > latest:
         return None, None
-    table = _read_all(raw.load_cdf(starting_version=first, ending_version=latest))
+    table = read_change_feed(raw.load_cdf(starting_version=first, ending_version=latest))
     if table.num_rows:
         change_type = table.column("_change_type").cast(pa.string())
         table = table.filter(pa.compute.equal(change_type, "insert"))
@@ -211,7 +211,9 @@ def current_changes(
         return table.to_pyarrow_table(), latest
     if after >= latest:
         return None, latest
-    changes = pl.from_arrow(_read_all(table.load_cdf(starting_version=after + 1, ending_version=latest)))
+    changes = pl.from_arrow(
+        read_change_feed(table.load_cdf(starting_version=after + 1, ending_version=latest))
+    )
     if changes.height == 0:
         return None, latest
     post = (
@@ -222,11 +224,3 @@ def current_changes(
         .drop("_change_type", "_commit_version", "_commit_timestamp")
     )
     return post.to_arrow(), latest
-
-
-def _read_all(reader) -> pa.Table:
-    """delta-rs hands back an arro3 stream of view types: read it as plain Arrow columns."""
-    table = pa.RecordBatchReader.from_stream(reader).read_all()
-    plain = {pa.string_view(): pa.string(), pa.binary_view(): pa.binary()}
-    schema = pa.schema([f.with_type(plain.get(f.type, f.type)) for f in table.schema])
-    return table.cast(schema) if schema != table.schema else table

@@ -143,3 +143,11 @@ def ensure_table(
             storage_options=dict(storage_options or {}) or None,
             configuration=CDF,
         )
+
+
+def read_change_feed(reader) -> pa.Table:
+    """delta-rs hands back an arro3 stream of view types: read it as plain Arrow columns."""
+    table = pa.RecordBatchReader.from_stream(reader).read_all()
+    plain = {pa.string_view(): pa.string(), pa.binary_view(): pa.binary()}
+    schema = pa.schema([f.with_type(plain.get(f.type, f.type)) for f in table.schema])
+    return table.cast(schema) if schema != table.schema else table
