@@ -9,6 +9,7 @@ from typing import Literal
 StreamFormat = Literal["json", "debezium"]
 FieldType = Literal["string", "int", "float", "bool", "timestamp", "list", "object"]
 FreshnessState = Literal["PASS", "WARN", "FAIL", "UNKNOWN"]
+Cadence = Literal["daily", "hourly"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,6 +28,14 @@ class Freshness:
     warn_after_seconds: int = 120
     fail_after_seconds: int = 300
     max_consumer_lag: int = 10_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class Partitioning:
+    """Time partitions on Kafka message time (UTC): what a backfill selects and replaces."""
+
+    cadence: Cadence = "daily"
+    start: str = "2026-01-01"  # first partition (YYYY-MM-DD, or YYYY-MM-DD-HH:MM for hourly)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,6 +87,7 @@ class StreamSpec:
     partitions: int = 3
     batching: Batching = field(default_factory=Batching)
     freshness: Freshness = field(default_factory=Freshness)
+    partitioning: Partitioning = field(default_factory=Partitioning)
     description: str = ""
     document: DocumentSpec | None = None  # None: kept in Delta, not embedded
 

@@ -20,6 +20,7 @@ from freshlake.delta.schemas import quarantine_schema, raw_schema
 from freshlake.delta.tables import append_offsets, committed_offsets, ensure_table
 from freshlake.ingest.plan import OffsetRange, next_offsets, plan_ranges
 from freshlake.kafka.consumer import read_batches, topic_partitions, watermarks
+from freshlake.partitions import keys_of
 from freshlake.streams import StreamSpec
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class IngestResult:
     read_seconds: float
     parse_seconds: float
     write_seconds: float
+    partition_keys: list[str] = field(default_factory=list)  # time partitions the rows fell in
 
     @property
     def messages_read(self) -> int:
@@ -135,6 +137,10 @@ def ingest_stream(
         read_seconds=t2 - t0 - parse_seconds,
         parse_seconds=parse_seconds,
         write_seconds=t3 - t2,
+        partition_keys=sorted(
+            set(keys_of(raw, cadence=spec.partitioning.cadence))
+            | set(keys_of(bad, cadence=spec.partitioning.cadence))
+        ),
     )
     log.info(
         "ingested",
