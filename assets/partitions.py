@@ -8,6 +8,7 @@ from freshlake.partitions import key_for
 from freshlake.streams import StreamSpec
 
 BACKFILL_TAG = "dagster/backfill"
+RANGES_TAG = "freshlake/ranges"  # set by the offsets sensor on streaming runs
 
 
 def partitions_def(spec: StreamSpec) -> dg.TimeWindowPartitionsDefinition:
@@ -21,3 +22,15 @@ def partitions_def(spec: StreamSpec) -> dg.TimeWindowPartitionsDefinition:
 def current_partition(spec: StreamSpec, *, now: datetime | None = None) -> str:
     """The partition streaming runs write into."""
     return key_for(now or datetime.now(UTC), cadence=spec.partitioning.cadence)
+
+
+def is_incremental(context: dg.AssetExecutionContext, spec: StreamSpec) -> bool:
+    """Streaming (follow the stream from where it is) or re-derive the run's partitions?
+
+    Sensor runs and a plain materialization of the partition in progress follow the stream; a
+    backfill, or any run of other partitions, re-derives exactly the partitions it targets.
+    """
+    tags = context.run.tags
+    if RANGES_TAG in tags or not (context.has_partition_key or context.has_partition_key_range):
+        return True
+    return BACKFILL_TAG not in tags and list(context.partition_keys) == [current_partition(spec)]

@@ -6,17 +6,19 @@ import dagster as dg
 
 from assets.keys import current_key, embeddings_key, raw_key
 from assets.lineage import column_lineage, embeddings_column_lineage
+from assets.partitions import is_incremental, partitions_def
 from assets.raw import column_schema, freshness_policy
 from freshlake.delta.current import current_schema
 from freshlake.embed.chunking import ChunkerSettings
 from freshlake.embed.models import DEFAULT_PRECISION, MODEL_NAME
+from freshlake.partitions import window
 from freshlake.streams import StreamSpec
 from resources.embedder import EmbedderResource
 from resources.storage import StorageResource
 
 # What shapes the vectors: a change to the model, its precision, the chunker or a template is a
 # new code version, and Dagster shows the embeddings as stale until they are re-derived.
-MODEL_CODE = f"{MODEL_NAME}@{DEFAULT_PRECISION}"
+DEFAULT_MODEL_CODE = f"{MODEL_NAME}@{DEFAULT_PRECISION}"
 
 
 def _lag(newest: datetime | None) -> dict[str, float]:
@@ -39,16 +41,18 @@ def build_current_asset(spec: StreamSpec) -> dg.AssetsDefinition:
         freshness_policy=freshness_policy(spec),
         code_version="fold-v1",
         op_tags={"freshlake/stream": spec.name},
+        partitions_def=partitions_def(spec),
+        backfill_policy=dg.BackfillPolicy.single_run(),
     )
     def _current(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
-        from freshlake.delta.current import fold_into_current
+        from freshlake.delta.current import fold_into_current, rederive_current
 
-        result = fold_into_current(
-            spec=spec,
-            raw_uri=storage.delta_uri(spec, "raw"),
-            current_uri=storage.delta_uri(spec, "current"),
-            storage_options=storage.storage_options,
-        )
+        uris = {"raw_uri": storage.delta_uri(spec, "raw"), "current_uri": storage.delta_uri(spec, "current")}
+        if is_incremental(context, spec):
+            result = fold_into_current(spec=spec, storage_options=storage.storage_options, **uris)
+        else:  # a backfill: the partitions' raw rows folded again, guarded (invariant 4)
+            span = window(context.partition_keys, cadence=spec.partitioning.cadence)
+            result = rederive_current(spec=spec, window=span, storage_options=storage.storage_options, **uris)
         context.log.info(
             f"{spec.name}/current: {result.keys_upserted} upserted, {result.keys_deleted} deleted"
         )
@@ -70,7 +74,7 @@ def build_current_asset(spec: StreamSpec) -> dg.AssetsDefinition:
     return _current
 
 
-def build_embeddings_asset(spec: StreamSpec) -> dg.AssetsDefinition:
+def build_embeddings_asset(spec: StreamSpec, *, model_code: str = DEFAULT_MODEL_CODE) -> dg.AssetsDefinition:
     document = spec.document
     assert document is not None
     deps = [current_key(spec)]
@@ -85,24 +89,38 @@ def build_embeddings_asset(spec: StreamSpec) -> dg.AssetsDefinition:
         description=f"`{spec.name}` documents chunked and embedded, searchable (vector, FTS, hybrid).",
         metadata={"dagster/column_lineage": embeddings_column_lineage(spec)},
         freshness_policy=freshness_policy(spec),
-        code_version=f"{MODEL_CODE}|{ChunkerSettings().version}|template-{document.version}",
+        code_version=f"{model_code}|{ChunkerSettings().version}|template-{document.version}",
         op_tags={"freshlake/stream": spec.name},
+        partitions_def=partitions_def(spec),
+        backfill_policy=dg.BackfillPolicy.single_run(),
     )
     def _embeddings(
         context: dg.AssetExecutionContext, storage: StorageResource, embedder: EmbedderResource
     ) -> dg.MaterializeResult:
-        from freshlake.lance.sync import sync_embeddings
+        from freshlake.lance.sync import backfill_keys, sync_embeddings
 
         model = embedder.get()
         streams = [spec.name] + ([document.enrich.stream] if document.enrich else [])
+        current_uris = {s: storage.delta_uri(s, "current") for s in streams}
+        keys = None
+        if not is_incremental(context, spec):  # a backfill: the documents the partitions touched
+            keys = backfill_keys(
+                spec=spec,
+                window=window(context.partition_keys, cadence=spec.partitioning.cadence),
+                raw_uris={s: storage.delta_uri(s, "raw") for s in streams},
+                current_uris=current_uris,
+                storage_options=storage.storage_options,
+            )
         result = sync_embeddings(
             spec=spec,
-            current_uris={s: storage.delta_uri(s, "current") for s in streams},
-            store=storage.chunk_store(spec, dimension=model.dimension),
+            current_uris=current_uris,
+            store=storage.space_store(spec, embedder=model),
             embedder=model,
             chunker=ChunkerSettings(),
             progress=storage.progress(),
             storage_options=storage.storage_options,
+            registry=storage.registry(),
+            keys=keys,
         )
         context.log.info(
             f"{spec.name}/embeddings: embedded {result.chunks_embedded}, "
@@ -121,6 +139,9 @@ def build_embeddings_asset(spec: StreamSpec) -> dg.AssetsDefinition:
                 "lance_version": result.lance_version if result.lance_version is not None else -1,
                 "current_version": result.current_version if result.current_version is not None else -1,
                 "model": f"{model.model_name}@{model.model_version}",
+                "lance_table": result.table_name,
+                "table_swapped_in": result.swapped,
+                "backfill_keys": -1 if keys is None else len(keys),
                 **_lag(result.newest_event_time),
             }
         )

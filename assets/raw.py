@@ -6,6 +6,7 @@ import dagster as dg
 import pyarrow as pa
 
 from assets.keys import quarantine_key, raw_key, topic_key
+from assets.partitions import is_incremental, partitions_def
 from freshlake.delta.schemas import quarantine_schema, raw_schema
 from freshlake.ingest.plan import OffsetRange
 from freshlake.streams import StreamSpec
@@ -20,7 +21,11 @@ class OffsetRangeConfig(dg.Config):
 
 
 class IngestConfig(dg.Config):
-    """Empty `offset_ranges`: everything from the committed offsets to the watermark, capped."""
+    """Empty `offset_ranges`: everything from the committed offsets to the watermark, capped.
+
+    A backfill (or a run of past partitions) instead re-reads its partitions' time window from
+    Kafka and replaces those rows.
+    """
 
     offset_ranges: list[OffsetRangeConfig] = []  # noqa: RUF012 - pydantic copies defaults
     max_records: int | None = None
@@ -63,6 +68,8 @@ def build_raw_assets(spec: StreamSpec) -> dg.AssetsDefinition:
             ),
         ],
         op_tags={"freshlake/stream": spec.name},
+        partitions_def=partitions_def(spec),
+        backfill_policy=dg.BackfillPolicy.single_run(),
     )
     def _raw(
         context: dg.AssetExecutionContext,
@@ -70,6 +77,9 @@ def build_raw_assets(spec: StreamSpec) -> dg.AssetsDefinition:
         kafka: KafkaResource,
         storage: StorageResource,
     ):
+        if not config.offset_ranges and not is_incremental(context, spec):
+            yield from _reingest(context, spec=spec, kafka=kafka, storage=storage)
+            return
         from freshlake.ingest.raw import ingest_stream
 
         ranges = [OffsetRange(partition=r.partition, start=r.start, end=r.end) for r in config.offset_ranges]
@@ -103,13 +113,54 @@ def build_raw_assets(spec: StreamSpec) -> dg.AssetsDefinition:
             metadata["newest_message_time"] = dg.MetadataValue.timestamp(result.newest_message_time)
         if event_lag is not None:
             metadata["event_time_lag_seconds"] = round(event_lag, 3)
+        quarantine_metadata = {
+            "rows_quarantined": result.rows_quarantined,
+            "delta_version": result.quarantine_version if result.quarantine_version is not None else -1,
+        }
+        # Rows whose message time falls in another partition (a run just after midnight, a
+        # producer's late timestamp) mark that partition materialized too.
+        partitioned = context.has_partition_key or context.has_partition_key_range
+        for other in sorted(set(result.partition_keys) - set(context.partition_keys if partitioned else ())):
+            for key, values in ((raw_key(spec), metadata), (quarantine_key(spec), quarantine_metadata)):
+                context.log_event(dg.AssetMaterialization(asset_key=key, partition=other, metadata=values))
         yield dg.MaterializeResult(asset_key=raw_key(spec), metadata=metadata)
-        yield dg.MaterializeResult(
-            asset_key=quarantine_key(spec),
-            metadata={
-                "rows_quarantined": result.rows_quarantined,
-                "delta_version": result.quarantine_version if result.quarantine_version is not None else -1,
-            },
-        )
+        yield dg.MaterializeResult(asset_key=quarantine_key(spec), metadata=quarantine_metadata)
 
     return _raw
+
+
+def _reingest(
+    context: dg.AssetExecutionContext, *, spec: StreamSpec, kafka: KafkaResource, storage: StorageResource
+):
+    from freshlake.ingest.backfill import reingest_window
+    from freshlake.partitions import window
+
+    span = window(context.partition_keys, cadence=spec.partitioning.cadence)
+    result = reingest_window(
+        spec=spec, kafka_config=kafka.client_config(), tables=storage.raw_tables(spec), window=span
+    )
+    context.log.info(
+        f"{spec.name}: re-ingested {span.dates[0]}..{span.dates[-1]} from Kafka: "
+        f"{result.rows_replaced} rows replaced by {result.rows_written}, "
+        f"{result.rows_quarantined} quarantined"
+    )
+    ranges_text = ", ".join(f"p{r.partition}: {r.start}-{r.end}" for r in result.ranges) or "none"
+    yield dg.MaterializeResult(
+        asset_key=raw_key(spec),
+        metadata={
+            "backfill": True,
+            "rows_written": result.rows_written,
+            "rows_replaced": result.rows_replaced,
+            "rows_quarantined": result.rows_quarantined,
+            "offset_ranges": ranges_text,
+            "delta_version": result.raw_version if result.raw_version is not None else -1,
+            "seconds": round(result.seconds, 3),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=quarantine_key(spec),
+        metadata={
+            "rows_quarantined": result.rows_quarantined,
+            "delta_version": result.quarantine_version if result.quarantine_version is not None else -1,
+        },
+    )

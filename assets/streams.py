@@ -6,7 +6,7 @@ import dagster as dg
 
 from assets.checks import build_lag_checks
 from assets.keys import current_key, embeddings_key, quarantine_key, raw_key
-from assets.processed import build_current_asset, build_embeddings_asset
+from assets.processed import DEFAULT_MODEL_CODE, build_current_asset, build_embeddings_asset
 from assets.raw import build_raw_assets
 from assets.topics import topic_asset_spec
 from freshlake.streams import StreamSpec
@@ -14,11 +14,12 @@ from sensors.lag import build_lag_sensor
 from sensors.offsets import STREAM_TAG, build_offsets_sensor
 
 
-def build_stream_definitions(spec: StreamSpec) -> dg.Definitions:
+def build_stream_definitions(spec: StreamSpec, *, model_code: str = DEFAULT_MODEL_CODE) -> dg.Definitions:
+    """`model_code` names the vector space the embeddings are built in (model@precision)."""
     assets = [build_raw_assets(spec), build_current_asset(spec)]
     keys = [raw_key(spec), quarantine_key(spec), current_key(spec)]
     if spec.document is not None:
-        assets.append(build_embeddings_asset(spec))
+        assets.append(build_embeddings_asset(spec, model_code=model_code))
         keys.append(embeddings_key(spec))
     # One run serves the whole chain: raw -> current -> embeddings, in process.
     job = dg.define_asset_job(

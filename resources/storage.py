@@ -28,14 +28,34 @@ class StorageResource(dg.ConfigurableResource):
         return (self.lance_root or store_roots()[1]).rstrip("/")
 
     def chunk_store(self, spec: StreamSpec, *, dimension: int):
-        from freshlake.lance.store import ChunkStore
+        """The live table of `spec` (what searches read); `dimension` is checked against it."""
+        store = self.live_store(spec)
+        if store is not None and store.dimension != dimension:
+            msg = f"{spec.name}: live table has dimension {store.dimension}, not {dimension}"
+            raise ValueError(msg)
+        return store
 
-        attributes = spec.document.attributes if spec.document else ()
-        return ChunkStore(
+    def registry(self):
+        from freshlake.lance.tables import TableRegistry
+
+        return TableRegistry(uri=self.lance_uri(), storage_options=self.storage_options or None)
+
+    def live_store(self, spec: StreamSpec):
+        """The ChunkStore searches read for `spec`, or None before its first embeddings run."""
+        from freshlake.lance.tables import live_store
+
+        return live_store(uri=self.lance_uri(), spec=spec, storage_options=self.storage_options or None)
+
+    def space_store(self, spec: StreamSpec, *, embedder):
+        """The ChunkStore `embedder`'s vectors of `spec` go to (live, or being built)."""
+        from freshlake.lance.tables import space_store
+
+        return space_store(
             uri=self.lance_uri(),
-            table_name=spec.name,
-            dimension=dimension,
-            attribute_fields=attributes,
+            spec=spec,
+            model_name=embedder.model_name,
+            model_version=embedder.model_version,
+            dimension=embedder.dimension,
             storage_options=self.storage_options or None,
         )
 

@@ -4,13 +4,13 @@ import time
 
 import dagster as dg
 
+from assets.partitions import RANGES_TAG, current_partition
 from freshlake.errors import FreshlakeConfigError
 from freshlake.streams import StreamSpec
 from resources.kafka import KafkaResource
 from resources.storage import StorageResource
 
 STREAM_TAG = "freshlake/stream"
-RANGES_TAG = "freshlake/ranges"
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -94,6 +94,7 @@ def evaluate(
     key = decision.run_key if not failed else f"{decision.run_key}#retry{len(failed)}"
     request = dg.RunRequest(
         run_key=key,
+        partition_key=current_partition(spec),
         run_config={
             "ops": {
                 f"{spec.name}_raw": {

@@ -109,11 +109,16 @@ def judge(lag: StreamLag, spec: StreamSpec) -> Verdict:
 
 
 def newest_searchable_event_time(
-    *, lance_uri: str, table_name: str, storage_options: Mapping[str, str] | None = None
+    *, lance_uri: str, stream: str, storage_options: Mapping[str, str] | None = None
 ) -> datetime | None:
-    """Newest `event_time` (else `embedded_at`) among the stream's LanceDB rows; None if none."""
+    """Newest `event_time` (else `embedded_at`) among the stream's live LanceDB rows; None if none."""
     import lancedb
 
+    from freshlake.lance.tables import live_table_name
+
+    table_name = live_table_name(uri=lance_uri, stream=stream, storage_options=storage_options)
+    if table_name is None:
+        return None
     db = lancedb.connect(lance_uri, storage_options=dict(storage_options or {}) or None)
     try:
         table = db.open_table(table_name)
@@ -160,7 +165,7 @@ def measure_lag(
     now = now or datetime.now(UTC)
     if spec.document is not None and lance_uri is not None:
         newest = newest_searchable_event_time(
-            lance_uri=lance_uri, table_name=spec.name, storage_options=storage_options
+            lance_uri=lance_uri, stream=spec.name, storage_options=storage_options
         )
         source: EventTimeSource = "lancedb"
     else:

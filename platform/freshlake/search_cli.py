@@ -9,23 +9,16 @@ from collections.abc import Sequence
 from freshlake.errors import FreshlakeConfigError
 
 
-def open_stores(*, streams: Sequence[str] | None, dimension: int) -> list:
-    """The embeddings tables of `streams` (default: all embedded streams that have data)."""
-    from freshlake.lance.store import ChunkStore
+def open_stores(*, streams: Sequence[str] | None) -> list:
+    """The live embeddings tables of `streams` (default: all embedded streams that have data)."""
+    from freshlake.lance.tables import TableRegistry, live_store
     from freshlake.settings import store_roots
     from freshlake.streams import DEMO_STREAMS
 
     _, lance_root = store_roots()
     specs = [s for s in DEMO_STREAMS if s.document is not None and (not streams or s.name in streams)]
-    stores = [
-        ChunkStore(
-            uri=lance_root,
-            table_name=s.name,
-            dimension=dimension,
-            attribute_fields=s.document.attributes,
-        )
-        for s in specs
-    ]
+    registry = TableRegistry(uri=lance_root)
+    stores = [store for s in specs if (store := live_store(uri=lance_root, spec=s, registry=registry))]
     present = [store for store in stores if store.count() > 0]
     if not present:
         msg = (
@@ -49,9 +42,10 @@ def run_search(
     from freshlake.lance.search import search
 
     embedder = embedder_from_env()
+    stores = open_stores(streams=streams)
     hits = search(
-        stores=open_stores(streams=streams, dimension=embedder.dimension),
-        embedder=embedder,
+        stores=stores,
+        embedder=[embedder, *_other_precisions(stores, embedder)],
         query=query,
         mode=mode,
         k=k,
@@ -82,3 +76,17 @@ def run_search(
         print(f"{rank}. [{h.stream}] {h.key}  score={h.score:.4f}  {h.as_of}  ({h.chunk_id})")
         print(f"   {text}")
     return 0
+
+
+def _other_precisions(stores: Sequence, embedder) -> list:
+    """In-process encoders for live tables built at another precision of the packaged model
+    (a precision rollout in progress), so a search never fails or mixes vector spaces."""
+    from freshlake.embed.models import MODEL_NAME, PRECISIONS, SentenceTransformerEmbedder
+
+    wanted = {store.model() for store in stores} - {(embedder.model_name, embedder.model_version), None}
+    extra = []
+    for precision in PRECISIONS:
+        candidate = SentenceTransformerEmbedder(precision=precision)
+        if (MODEL_NAME, candidate.model_version) in wanted:
+            extra.append(candidate)
+    return extra

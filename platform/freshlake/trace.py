@@ -199,12 +199,16 @@ def trace(
 
 
 def _chunks(
-    lance_root: str, table_name: str, *, key: str, chunk_id: str | None, options: Mapping[str, str] | None
+    lance_root: str, stream: str, *, key: str, chunk_id: str | None, options: Mapping[str, str] | None
 ) -> tuple[list[dict[str, Any]], int | None]:
     import lancedb
 
     from freshlake.lance.store import sql_literal
+    from freshlake.lance.tables import live_table_name
 
+    table_name = live_table_name(uri=lance_root, stream=stream, storage_options=options)
+    if table_name is None:
+        return [], None
     db = lancedb.connect(lance_root, storage_options=dict(options or {}) or None)
     try:
         table = db.open_table(table_name)

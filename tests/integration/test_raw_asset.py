@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from assets.keys import quarantine_key, raw_key
+from assets.partitions import current_partition
 from assets.raw import build_raw_assets
 from assets.topics import topic_asset_spec
 from freshlake.streams import Batching, stream_by_name
@@ -44,7 +45,12 @@ def test_manual_materialization_ingests_up_to_the_watermark_capped(
     }
     assets = [topic_asset_spec(spec), build_raw_assets(spec)]
 
-    first = dg.materialize(assets, resources=resources, selection=[raw_key(spec), quarantine_key(spec)])
+    first = dg.materialize(
+        assets,
+        resources=resources,
+        selection=[raw_key(spec), quarantine_key(spec)],
+        partition_key=current_partition(spec),
+    )
     assert first.success
     meta = first.asset_materializations_for_node("flights_raw")[0].metadata
     assert meta["messages_read"].value == 300  # capped per run
@@ -61,7 +67,12 @@ def test_manual_materialization_ingests_up_to_the_watermark_capped(
     ):
         assert name in meta
 
-    second = dg.materialize(assets, resources=resources, selection=[raw_key(spec), quarantine_key(spec)])
+    second = dg.materialize(
+        assets,
+        resources=resources,
+        selection=[raw_key(spec), quarantine_key(spec)],
+        partition_key=current_partition(spec),
+    )
     meta = second.asset_materializations_for_node("flights_raw")[0].metadata
     assert meta["messages_read"].value == 200 and meta["consumer_lag"].value == 0
     raw = pl.read_delta(str(tmp_path / "flights" / "raw"))

@@ -14,13 +14,16 @@ import dagster as dg
 import pytest
 
 from assets.checks import build_lag_checks
+from assets.partitions import current_partition
 from freshlake.ops_cli import run_status, run_trace
 from freshlake.status import exit_code, status_report
-from freshlake.streams import Freshness
+from freshlake.streams import Freshness, stream_by_name
 from freshlake.trace import trace
 from tests.integration.test_processed import World
 
 pytestmark = pytest.mark.integration
+
+TODAY = current_partition(stream_by_name("flights"))  # the partition streaming runs write
 
 
 def produce_flight(world: World, flight_id: str, status: str, version: int) -> tuple[int, int]:
@@ -132,7 +135,11 @@ def test_lag_checks_in_a_run_pass_then_fail(world: World, kafka_config) -> None:
     )
     produce_flight(world, "UA9-2026-11-21", "scheduled", 1)
     checks = build_lag_checks(strict)
-    result = dg.materialize([*world.assets, *checks], resources=world.resources)
+    result = dg.materialize(
+        [*world.assets, *checks],
+        resources=world.resources,
+        partition_key=TODAY,
+    )
     assert result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert evaluations["consumer_lag"].passed and evaluations["event_time_lag"].passed

@@ -149,6 +149,61 @@ def fold_into_current(
     raise RuntimeError(msg)
 
 
+def rederive_current(
+    *,
+    spec: StreamSpec,
+    raw_uri: str,
+    current_uri: str,
+    window,  # freshlake.partitions.TimeWindow
+    storage_options: Mapping[str, str] | None = None,
+) -> FoldResult:
+    """Fold raw's rows of `window` again (a backfill), from raw Delta only.
+
+    Guarded like every fold, so events older than what `current` holds change nothing and a
+    backfill of last week leaves today's state as it is. The incremental record (the last raw
+    version folded) is not moved. `raw_delta_version` of rows it inserts is the raw version read.
+    """
+    from deltalake.exceptions import CommitFailedError
+
+    from freshlake.delta.windows import read_window
+
+    t0 = time.perf_counter()
+    rows, version = read_window(raw_uri, window=window, storage_options=storage_options)
+    if version is None or rows.num_rows == 0:
+        ensure_table(
+            current_uri, schema=current_schema(spec), storage_options=storage_options, partition_by=[]
+        )
+        table = open_table(current_uri, storage_options=storage_options)
+        return FoldResult(
+            raw_versions=None,
+            raw_rows=0,
+            keys_upserted=0,
+            keys_deleted=0,
+            rows_inserted=0,
+            rows_updated=0,
+            current_version=table.version(),
+            seconds=time.perf_counter() - t0,
+        )
+    rows = rows.append_column("_commit_version", pa.array([version] * rows.num_rows, pa.int64()))
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            result = merge_into_current(
+                spec=spec,
+                current_uri=current_uri,
+                raw_rows=rows,
+                raw_version=None,
+                storage_options=storage_options,
+            )
+        except CommitFailedError:
+            log.warning("current merge conflict, retrying", extra={"stream": spec.name, "attempt": attempt})
+            continue
+        return FoldResult(
+            **{**result.__dict__, "raw_versions": (version, version), "seconds": time.perf_counter() - t0}
+        )
+    msg = f"could not merge into {current_uri} after {COMMIT_ATTEMPTS} attempts (concurrent writers)"
+    raise RuntimeError(msg)
+
+
 def merge_into_current(
     *,
     spec: StreamSpec,

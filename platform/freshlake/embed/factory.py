@@ -62,3 +62,14 @@ def embedder_from_env(*, env: Mapping[str, str] | None = None) -> Embedder:
         precision=precision,  # type: ignore[arg-type]  # checked against PRECISIONS above
         batch_size=batch_size,
     )
+
+
+def model_code_from_env(*, env: Mapping[str, str] | None = None) -> str:
+    """`model@precision` the embeddings will be built with: the embeddings assets' code version,
+    so a precision switch shows them stale in Dagster. With the warm service, start it with the
+    same environment (`freshlake dev` does)."""
+    from freshlake.embed.models import DEFAULT_PRECISION, MODEL_NAME
+
+    env = os.environ if env is None else env
+    precision = (env.get("FRESHLAKE_EMBED_PRECISION") or "").strip() or DEFAULT_PRECISION
+    return f"{MODEL_NAME}@{precision}"

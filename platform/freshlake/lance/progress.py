@@ -45,3 +45,8 @@ class Progress:
             .when_not_matched_insert_all()
             .execute(data)
         )
+
+    def clear(self) -> None:
+        """Forget every mark: the next pass re-reads all of `current` (unchanged chunks are
+        still not re-embedded)."""
+        self._open().delete("true")

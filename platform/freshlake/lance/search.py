@@ -58,7 +58,7 @@ class Hit:
 def search(
     *,
     stores: Sequence[ChunkStore],
-    embedder: Embedder,
+    embedder: Embedder | Sequence[Embedder],
     query: str,
     mode: SearchMode = "hybrid",
     k: int = 5,
@@ -68,6 +68,10 @@ def search(
     """The top `k` chunks across `stores`.
 
     Args:
+        embedder: the query encoder, or several: each table is searched with the one whose
+            model matches its vectors (during a model rollout, stream tables may differ).
+            Distances of different vector spaces are never compared: lists are then fused by
+            rank, as in hybrid.
         mode: `vector` (cosine), `fts` (LanceDB full text, BM25) or `hybrid` (both, RRF-fused).
         where: SQL filter over the table columns (e.g. `status = 'delayed'`), applied before
             ranking (prefilter), so it never starves the top k.
@@ -88,15 +92,18 @@ def search(
     for store in stores:
         store.table  # noqa: B018  (open every table here, not racing inside the pool)
     jobs: list[tuple[str, ChunkStore, Callable[[], list[dict[str, Any]]]]] = []
+    spaces = 1
     if mode in ("vector", "hybrid"):
-        for store in stores:
-            store.check_model(
-                model_name=embedder.model_name,
-                model_version=embedder.model_version,
-                dimension=embedder.dimension,
-            )
-        qv = embedder.embed([query])[0]
-        jobs += [("vector", s, partial(_vector_rows, s, qv, depth, where)) for s in stores]
+        chosen = [_embedder_for(store, embedder) for store in stores]
+        queries: dict[int, Any] = {}  # one query vector per embedder (vector space)
+        for e in chosen:
+            if id(e) not in queries:
+                queries[id(e)] = e.embed([query])[0]
+        spaces = len(queries)
+        jobs += [
+            ("vector", s, partial(_vector_rows, s, queries[id(e)], depth, where))
+            for s, e in zip(stores, chosen, strict=True)
+        ]
     if mode in ("fts", "hybrid"):
         jobs += [("fts", s, partial(_fts_rows, s, query, depth, where)) for s in stores]
     if len(jobs) == 1:
@@ -104,7 +111,7 @@ def search(
     else:  # vector and FTS lists (and tables) in parallel: lancedb releases the GIL
         with ThreadPoolExecutor(max_workers=min(len(jobs), 8)) as pool:
             results = list(pool.map(lambda job: job[2](), jobs))
-    if mode == "hybrid":
+    if mode == "hybrid" or spaces > 1:
         # Every (table, retriever) list is one ranking: a stream with many near-duplicate
         # documents cannot crowd out the best hit of another stream.
         ranked = _rrf(
@@ -119,6 +126,20 @@ def search(
         pairs.sort(key=lambda sr: -sr[1]["_score"])
         ranked = [(s, r, float(r["_score"])) for s, r in pairs]
     return [_hit(store, row, score, now) for store, row, score in ranked[:k]]
+
+
+def _embedder_for(store: ChunkStore, embedder: Embedder | Sequence[Embedder]) -> Embedder:
+    """The embedder whose vector space is the table's; ModelMismatchError if none is."""
+    candidates = list(embedder) if isinstance(embedder, Sequence) else [embedder]
+    stored = store.model()
+    for e in candidates:
+        if e.dimension == store.dimension and (stored is None or stored == (e.model_name, e.model_version)):
+            return e
+    first = candidates[0]
+    store.check_model(
+        model_name=first.model_name, model_version=first.model_version, dimension=first.dimension
+    )
+    return first  # not reached: check_model raised
 
 
 def _columns(store: ChunkStore) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,6 +39,8 @@ class SyncResult:
     lance_version: int | None
     current_version: int | None
     newest_event_time: datetime | None
+    table_name: str = ""
+    swapped: bool = False  # this pass filled a new table (model change) and made it live
 
     @property
     def embed_rate(self) -> float:
@@ -63,6 +65,56 @@ def _current_rows(uri: str, *, keys: Sequence[str], storage_options: Mapping[str
     return frame.to_dicts()
 
 
+def _all_current_rows(
+    uri: str, *, keys: Sequence[str], storage_options: Mapping[str, str] | None
+) -> list[dict]:
+    """The rows of `current` for `keys`, deleted ones included (they delete chunks)."""
+    import polars as pl
+
+    if not keys:
+        return []
+    frame = (
+        pl.scan_delta(uri, storage_options=dict(storage_options or {}) or None)
+        .filter(pl.col("key").is_in(list(keys)))
+        .collect()
+    )
+    return frame.to_dicts()
+
+
+def backfill_keys(
+    *,
+    spec: StreamSpec,
+    window,  # freshlake.partitions.TimeWindow
+    raw_uris: Mapping[str, str],
+    current_uris: Mapping[str, str],
+    storage_options: Mapping[str, str] | None = None,
+) -> set[str]:
+    """The documents of `spec` a time window touched: keys with raw events in it, and for an
+    enriched stream the keys joined to a row of the other stream with events in it."""
+    from freshlake.delta.windows import window_keys
+
+    keys = window_keys(raw_uris[spec.name], window=window, storage_options=storage_options)
+    enrich = spec.document.enrich if spec.document else None
+    if enrich is not None:
+        import polars as pl
+
+        from freshlake.delta.tables import open_table
+
+        moved = window_keys(raw_uris[enrich.stream], window=window, storage_options=storage_options)
+        table = open_table(current_uris[spec.name], storage_options=storage_options)
+        if moved and table is not None:
+            joined = pl.scan_delta(table).filter(pl.col(enrich.on).is_in(list(moved))).select("key").collect()
+            keys |= set(joined.get_column("key").to_list())
+    return keys
+
+
+def render_version(spec: StreamSpec, chunker) -> str:
+    """What shapes chunk texts: a new one re-renders every document (hash skip keeps the cost
+    to the chunks whose text really changed)."""
+    assert spec.document is not None
+    return f"{chunker.version}|template-{spec.document.version}"
+
+
 def sync_embeddings(
     *,
     spec: StreamSpec,
@@ -72,43 +124,68 @@ def sync_embeddings(
     chunker,  # freshlake.embed.chunking.ChunkerSettings
     progress: Progress,
     storage_options: Mapping[str, str] | None = None,
+    registry=None,  # freshlake.lance.tables.TableRegistry
+    keys: Collection[str] | None = None,
 ) -> SyncResult:
     """Bring `spec`'s embeddings table up to date with its `current` table (and the joined one).
 
     `current_uris` maps stream name -> current table URI, for this stream and its enrichment.
+    `keys` re-derives just those documents (a backfill) and leaves the incremental marks alone.
+    With a `registry`, a `store` that is not the stream's live table (a new model or precision)
+    is first filled with every document, then swapped in: `keys` is ignored until then.
     """
     document = spec.document
     if document is None:
         msg = f"stream {spec.name!r} has no document spec: nothing to embed"
         raise ValueError(msg)
-    mark = f"{spec.name}/embeddings<-{spec.name}"
-    changed, latest = current_changes(
-        current_uris[spec.name], after=progress.get(mark), storage_options=storage_options
-    )
-    rows = {r["key"]: r for r in _rows(changed)}
-    marks: dict[str, int | None] = {mark: latest}
-
+    live = registry.live(spec.name) if registry is not None else None
+    building = registry is not None and (live is None or live.table_name != store.table_name)
+    version = render_version(spec, chunker)
+    mark = f"{store.table_name}<-{spec.name}@{version}"
+    rows: dict[str, dict] = {}
+    marks: dict[str, int | None] = {}
     joined: dict[str, dict] = {}
+    if keys is not None and not building:
+        rows = {
+            r["key"]: r
+            for r in _all_current_rows(
+                current_uris[spec.name], keys=sorted(keys), storage_options=storage_options
+            )
+        }
+        from freshlake.delta.tables import open_table
+
+        table = open_table(current_uris[spec.name], storage_options=storage_options)
+        latest = table.version() if table is not None else None
+    else:
+        changed, latest = current_changes(
+            current_uris[spec.name], after=progress.get(mark), storage_options=storage_options
+        )
+        rows = {r["key"]: r for r in _rows(changed)}
+        marks[mark] = latest
+
     if document.enrich is not None:
         other = document.enrich
-        other_mark = f"{spec.name}/embeddings<-{other.stream}"
-        other_changed, other_latest = current_changes(
-            current_uris[other.stream],
-            after=progress.get(other_mark),
-            storage_options=storage_options,
-        )
-        marks[other_mark] = other_latest
-        moved = {r["key"] for r in _rows(other_changed)}
-        if moved and progress.get(mark) is not None:  # first pass renders everything anyway
-            import polars as pl
-
-            affected = (
-                pl.scan_delta(current_uris[spec.name], storage_options=dict(storage_options or {}) or None)
-                .filter(pl.col(other.on).is_in(list(moved)) & ~pl.col("is_deleted"))
-                .collect()
+        if keys is None or building:
+            other_mark = f"{store.table_name}<-{other.stream}@{version}"
+            other_changed, other_latest = current_changes(
+                current_uris[other.stream],
+                after=progress.get(other_mark),
+                storage_options=storage_options,
             )
-            for row in affected.to_dicts():
-                rows.setdefault(row["key"], row)
+            marks[other_mark] = other_latest
+            moved = {r["key"] for r in _rows(other_changed)}
+            if moved and progress.get(mark) is not None:  # first pass renders everything anyway
+                import polars as pl
+
+                affected = (
+                    pl.scan_delta(
+                        current_uris[spec.name], storage_options=dict(storage_options or {}) or None
+                    )
+                    .filter(pl.col(other.on).is_in(list(moved)) & ~pl.col("is_deleted"))
+                    .collect()
+                )
+                for row in affected.to_dicts():
+                    rows.setdefault(row["key"], row)
         wanted = {str(r[other.on]) for r in rows.values() if not r["is_deleted"] and r.get(other.on)}
         joined = {
             r["key"]: r
@@ -164,6 +241,15 @@ def sync_embeddings(
         embedder_version=embedder.model_version,
     )
     progress.set(marks)
+    if building:
+        registry.swap(
+            spec.name,
+            table_name=store.table_name,
+            model_name=embedder.model_name,
+            model_version=embedder.model_version,
+            dimension=embedder.dimension,
+        )
+        log.info("embeddings table swapped in", extra={"stream": spec.name, "table": store.table_name})
     event_times = [c.provenance.event_time for c in chunks if c.provenance.event_time is not None]
     sync = SyncResult(
         keys_upserted=len(keep),
@@ -176,6 +262,8 @@ def sync_embeddings(
         lance_version=result.version,
         current_version=latest,
         newest_event_time=max(event_times) if event_times else None,
+        table_name=store.table_name,
+        swapped=building,
     )
     log.info(
         "embeddings synced",
