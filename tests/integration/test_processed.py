@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
+from datetime import datetime
 
 import dagster as dg
 import pyarrow as pa
@@ -87,9 +88,10 @@ class World:
         self.offsets = 0
 
     def send(
-        self, stream: str, key: bytes, value: dict | None, *, flush: bool = True
+        self, stream: str, key: bytes, value: dict | None, *, flush: bool = True, at: datetime | None = None
     ) -> tuple[int, int] | None:
-        """Produce one message; with `flush`, its (partition, offset) from the delivery report."""
+        """Produce one message (Kafka time `at`, default now); with `flush`, its (partition,
+        offset) from the delivery report."""
         self.offsets += 1
         delivered: list[tuple[int, int]] = []
         self.producer.produce(
@@ -97,13 +99,16 @@ class World:
             key=key,
             value=None if value is None else json.dumps(value).encode(),
             on_delivery=lambda err, msg: delivered.append((msg.partition(), msg.offset())),
+            **({} if at is None else {"timestamp": int(at.timestamp() * 1000)}),
         )
         if not flush:
             return None
         self.producer.flush()
         return delivered[0]
 
-    def flight(self, flight_id: str, status: str, version: int, **extra) -> tuple[int, int] | None:
+    def flight(
+        self, flight_id: str, status: str, version: int, *, at: datetime | None = None, **extra
+    ) -> tuple[int, int] | None:
         return self.send(
             "flights",
             flight_id.encode(),
@@ -118,6 +123,7 @@ class World:
                 "event_time": f"2026-11-21T10:{version:02d}:00+00:00",
                 **extra,
             },
+            at=at,
         )
 
     def booking(self, booking_id: str, op: str, **row) -> None:
@@ -160,23 +166,35 @@ class World:
             flush=flush,
         )
 
-    def run(self) -> dict[str, dict]:
-        """Materialize every stream's chain once; embeddings metadata per stream."""
+    def run(
+        self, *, backfill: tuple[str, str] | None = None, layers: tuple[str, ...] = ()
+    ) -> dict[str, dict]:
+        """Materialize every stream's chain once; embeddings metadata per stream.
+
+        `backfill=(first, last)` runs those partitions the way a single-run backfill does (one
+        run, partition range tags, the backfill tag); `layers` limits it to some layers."""
         runnable = [a for a in self.assets if isinstance(a, dg.AssetsDefinition)]
-        keys = [key for a in runnable for key in a.keys]
-        result = dg.materialize(
-            self.assets,
-            resources=self.resources,
-            selection=keys,
-            partition_key=TODAY,
-        )
+        keys = [key for a in runnable for key in a.keys if not layers or key.path[-1] in layers]
+        if backfill is None:
+            options = {"partition_key": TODAY}
+        else:
+            options = {
+                "tags": {
+                    "dagster/backfill": "test",
+                    "dagster/asset_partition_range_start": backfill[0],
+                    "dagster/asset_partition_range_end": backfill[1],
+                }
+            }
+        result = dg.materialize(self.assets, resources=self.resources, selection=keys, **options)
         assert result.success
+        self.last_result = result
         out = {}
         for name, spec in self.specs.items():
             mats = [
                 m for m in result.get_asset_materialization_events() if m.asset_key == embeddings_key(spec)
             ]
-            out[name] = {k: v.value for k, v in mats[-1].materialization.metadata.items()}
+            if mats:
+                out[name] = {k: v.value for k, v in mats[-1].materialization.metadata.items()}
         return out
 
     def rows(self, stream: str) -> list[dict]:
