@@ -45,8 +45,8 @@ def world(kafka_config, tmp_path) -> World:
 class Searcher:
     """A search every `interval` seconds against the live tables, recording what it saw."""
 
-    def __init__(self, world: World, *, interval: float = 0.25) -> None:
-        self.world, self.interval = world, interval
+    def __init__(self, world: World, *, embedders: list, interval: float = 0.25) -> None:
+        self.world, self.embedders, self.interval = world, embedders, interval
         self.seen: list[set[str]] = []  # model versions among each search's hits
         self.errors: list[BaseException] = []
         self.stop = threading.Event()
@@ -59,7 +59,7 @@ class Searcher:
                 store = storage.live_store(self.world.specs["flights"])
                 hits = search(
                     stores=[store],
-                    embedder=[HashEmbedder(), RotatedHashEmbedder()],
+                    embedder=self.embedders,
                     query="flight UA boarding gate",
                     mode="hybrid",
                     k=5,
@@ -112,7 +112,7 @@ def test_rollout_reembeds_everything_and_searches_never_mix_spaces(world: World)
     assert old.model() == (HashEmbedder.model_name, "1") and old.count() == 40
 
     world.resources["embedder"] = RotatedEmbedderResource()
-    with Searcher(world) as searcher:
+    with Searcher(world, embedders=[HashEmbedder(), RotatedHashEmbedder()]) as searcher:
         time.sleep(1.0)
         key = DAY.strftime("%Y-%m-%d")
         metadata = world.run(backfill=(key, key), layers=("current", "embeddings"))
