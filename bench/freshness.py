@@ -195,11 +195,11 @@ class Events:
 class Watcher:
     """Polls the stream's LanceDB table; first time each (partition, offset) is seen = searchable."""
 
-    def __init__(self, lance_uri: str, table: str) -> None:
+    def __init__(self, lance_uri: str, stream: str) -> None:
         import lancedb
 
         self.db = lancedb.connect(lance_uri, read_consistency_interval=timedelta(0))
-        self.table_name = table
+        self.lance_uri, self.stream = lance_uri, stream
         self.tbl = None
         self.version: int | None = None
         self.seen: dict[tuple[int, int], float] = {}  # (partition, offset) -> wall time seen
@@ -207,10 +207,12 @@ class Watcher:
 
     def poll(self) -> None:
         if self.tbl is None:
-            try:
-                self.tbl = self.db.open_table(self.table_name)
-            except (ValueError, FileNotFoundError):
+            from freshlake.lance.tables import live_table_name
+
+            name = live_table_name(uri=self.lance_uri, stream=self.stream)
+            if name is None:
                 return
+            self.tbl = self.db.open_table(name)
         version = self.tbl.version
         if version == self.version:
             return
