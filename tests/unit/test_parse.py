@@ -19,7 +19,7 @@ from freshlake.ingest.parse import (
     parse_record,
     split_messages,
 )
-from freshlake.kafka.messages import KafkaMessage
+from freshlake.kafka.messages import KafkaMessage, MessageBatch
 from freshlake.streams import StreamSpec, stream_by_name
 
 FLIGHTS = stream_by_name("flights")
@@ -688,3 +688,162 @@ def test_arrow_reads_iso_timestamps_like_fromisoformat() -> None:
         column = parse._timestamps(tuple(group), "t", errors := {})
         assert column.cast(pa.int64()).to_pylist() == expected
         assert not errors
+
+
+# --- Arrow's JSON reader (the first fast path) -------------------------------------------------
+
+SCALARS = StreamSpec(
+    name="s",
+    topic="s",
+    key_field="id",
+    fields={"id": "string", "n": "int", "x": "float", "ok": "bool", "at": "timestamp", "note": "string"},
+    required=("id", "ok"),
+    event_time_field="at",
+)
+SCALAR = b'{"id":"a","n":1,"x":2.5,"ok":true,"at":"2025-06-01T08:15:00Z","note":"hi","extra":[1,{"y":2}]}'
+
+
+def json_table(spec: StreamSpec, messages: list[KafkaMessage]) -> pa.Table | None:
+    batch = MessageBatch.from_messages(messages)
+    return parse.Splitter(spec, ingested_at=INGESTED_AT)._json_chunk(batch)
+
+
+def test_json_reader_reads_clean_chunks_like_the_message_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    messages = [message(flight(delay_minutes=i, gate=f"G\u00e9{i}", reason=None)) for i in range(50)]
+    messages += [message(SCALAR.replace(b'"a"', b'"b"'), key=b"b", topic="s")]
+    table = json_table(FLIGHTS, messages[:50])
+    assert table is not None  # the JSON reader took the chunk
+    (raw, _), (slow_raw, _) = both_paths(FLIGHTS, messages[:50], monkeypatch)
+    assert table.to_pylist() == raw.to_pylist() == slow_raw.to_pylist()
+    assert table.schema.equals(raw_schema(FLIGHTS))
+    assert json_table(SCALARS, messages[50:]) is not None
+    (raw, _), (slow_raw, _) = both_paths(SCALARS, messages[50:], monkeypatch)
+    assert raw.to_pylist() == slow_raw.to_pylist()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"null",  # the reader crashes on a bare null: must never reach it
+        b"{} null",
+        b'{"id":"a","ok":true} {"id":"b","ok":true}',
+        b'{"id":"a","ok":true}\n{"id":"b","ok":true}',
+        b'{"id":"a",\n"ok":true}\n',  # newlines are whitespace
+        b"\xef\xbb\xbf" + SCALAR,  # BOM
+        b"  " + SCALAR,
+        SCALAR + b"  ",
+        b"",
+        b" ",
+        b"[]",
+        b'"a"',
+        SCALAR.replace(b'"hi"', b'"\xff"'),
+        SCALAR.replace(b"[1,", b'["\xed\xa0\x80",'),  # invalid UTF-8 in an ignored field
+        SCALAR.replace(b"[1,", b'["\\ud800",'),  # lone surrogates: json.loads takes them
+        SCALAR.replace(b'"hi"', b'"\\udc00"'),
+        SCALAR.replace(b'"hi"', b'"\\ud83d\\ude00 \\u00e9 \\/ \\b\\f\\n\\r\\t \\" \\\\ \\u0000"'),
+        SCALAR.replace(b"[1,", b"[NaN,"),
+        SCALAR.replace(b"[1,", b"[Inf,"),
+        SCALAR.replace(b"[1,", b"[-NaN,"),
+        SCALAR.replace(b"[1,", b"[ -Infinity,"),
+        SCALAR.replace(b"2.5", b"NaN"),
+        SCALAR.replace(b"2.5", b"Infinity"),
+        SCALAR.replace(b"2.5", b"Inf"),
+        SCALAR.replace(b"2.5", b"-0"),
+        SCALAR.replace(b"2.5", b"-0.0"),
+        SCALAR.replace(b"2.5", b"1" * 400),  # an int too large for a float
+        SCALAR.replace(b"2.5", b"1" * 25),  # orjson reads it as a float
+        SCALAR.replace(b"2.5", b"1e400"),
+        SCALAR.replace(b"2.5", b"1e-400"),
+        SCALAR.replace(b"2.5", b"1.7976931348623157e308"),
+        SCALAR.replace(b"2.5", b"-9223372036854775808"),
+        SCALAR.replace(b"2.5", b"2.5e+3"),
+        SCALAR.replace(b"2.5", b"true"),
+        SCALAR.replace(b"2.5", b'"2.5"'),
+        SCALAR.replace(b"[1,", b"[" + b"1" * 5000 + b","),  # more digits than int() reads
+        SCALAR.replace(b"[1,", b"[" + b"2" * 400 + b","),
+        SCALAR.replace(b"[1,", b"[" + b"[" * 1500 + b"]" * 1500 + b","),  # too deep for json.loads
+        SCALAR.replace(b"[1,", b"[" + b"[" * 300 + b"]" * 300 + b","),
+        SCALAR.replace(b'"n":1', b'"n":1.0'),
+        SCALAR.replace(b'"n":1', b'"n":1e2'),
+        SCALAR.replace(b'"n":1', b'"n":9223372036854775807'),
+        SCALAR.replace(b'"n":1', b'"n":9223372036854775808'),
+        SCALAR.replace(b'"n":1', b'"n":-0'),
+        SCALAR.replace(b'"n":1', b'"n":"1"'),
+        SCALAR.replace(b'"n":1', b'"n":true'),
+        SCALAR.replace(b'"n":1', b'"n":01'),
+        SCALAR.replace(b'"ok":true', b'"ok":1'),
+        SCALAR.replace(b'"ok":true', b'"ok":null'),
+        SCALAR.replace(b'"ok":true', b'"ok":true,"ok":false'),  # duplicate field: the last wins
+        SCALAR.replace(b'"extra"', b'"note"'),  # a checked field twice, with another type
+        SCALAR.replace(b'"extra"', b'"x","extra"'),
+        SCALAR.replace(b'"note"', b'"no\\u0074e"'),  # an escaped field name
+        SCALAR.replace(b'[1,{"y":2}]', b'{"id":5,"ok":"x","n":[{}]}'),  # checked names, nested
+        SCALAR.replace(b'"extra"', b'"ID"'),
+        SCALAR.replace(b'"id":"a"', b'"id":7'),
+        SCALAR.replace(b'"id":"a"', b'"id":null'),
+        SCALAR.replace(b'"id":"a",', b""),
+        SCALAR.replace(b'"hi"', b"5"),
+        SCALAR.replace(b'"hi"', b'{"a":1}'),
+        SCALAR.replace(b'"hi"', b'"a\tb"'),  # a raw control character
+        SCALAR.replace(b"2025-06-01T08:15:00Z", b"next tuesday"),
+        SCALAR.replace(b'"2025-06-01T08:15:00Z"', str(T0_MS).encode()),
+        SCALAR.replace(b'"2025-06-01T08:15:00Z"', b"null"),
+        SCALAR.replace(b"}", b",}"),
+        SCALAR.replace(b"{", b"{/*c*/", 1),
+        SCALAR.replace(b'"hi"', b"'hi'"),
+        SCALAR[:-1],
+        SCALAR + b"x",
+        SCALAR + b"\x00",
+    ],
+)
+def test_json_reader_lands_odd_values_where_the_message_path_does(
+    value: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = message(SCALAR, key=b"a", topic="s")
+    odd = message(value, key=b"a", topic="s")
+    for messages in ([odd], [good, odd, good]):
+        json_table(SCALARS, messages)  # never crashes
+        (raw, quarantine), (slow_raw, slow_quarantine) = both_paths(SCALARS, messages, monkeypatch)
+        assert repr(raw.to_pylist()) == repr(slow_raw.to_pylist())  # repr: nan is not nan
+        assert quarantine.to_pylist() == slow_quarantine.to_pylist()
+        assert raw.num_rows + quarantine.num_rows == len(messages)
+
+
+def test_json_reader_reads_floats_like_the_message_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(3)
+    texts = [repr(rng.uniform(-1e6, 1e6)) for _ in range(300)]
+    texts += [repr(struct_float(rng)) for _ in range(300)]
+    texts += ["0." + "".join(rng.choice("0123456789") for _ in range(40)) for _ in range(100)]
+    texts += [str(rng.randrange(2**53, 2**63)) for _ in range(100)]
+    texts += ["5e-324", "2.2250738585072014e-308", "9.2e18", "0", "0.0", "1E5", "-1.5e-7"]
+    messages = [message(SCALAR.replace(b"2.5", t.encode()), key=b"a", topic="s") for t in texts]
+    assert json_table(SCALARS, messages) is not None
+    (raw, quarantine), (slow_raw, slow_quarantine) = both_paths(SCALARS, messages, monkeypatch)
+    assert quarantine.num_rows == slow_quarantine.num_rows == 0
+    assert raw.column("x").to_pylist() == slow_raw.column("x").to_pylist()
+
+
+def struct_float(rng: random.Random) -> float:
+    """A double from random bits, below 2**63 (larger ones take the other paths)."""
+    import struct
+
+    while True:
+        value = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))[0]
+        if abs(value) < 2.0**63:
+            return value
+
+
+def test_json_reader_sits_out_chunks_after_failing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parse, "_CHUNK_ROWS", 2)
+    calls = []
+    real = parse.Splitter._json_table
+
+    def counted(self, batch):
+        calls.append(len(batch))
+        return real(self, batch)
+
+    monkeypatch.setattr(parse.Splitter, "_json_table", counted)
+    bad = [message(flight()), message(b"[]")] * 20
+    raw, quarantine = split_messages(FLIGHTS, bad, ingested_at=INGESTED_AT)
+    assert (raw.num_rows, quarantine.num_rows) == (20, 20)
+    assert len(calls) == 4  # tried on chunks 1, 3, 7 and 15 of the 20

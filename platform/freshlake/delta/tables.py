@@ -42,7 +42,10 @@ def committed_offsets(
     uri: str, *, topic: str, partitions: list[int], storage_options: Mapping[str, str] | None = None
 ) -> dict[int, int | None]:
     """Last offset written per partition (None: nothing yet), read from the txn log."""
-    table = open_table(uri, storage_options=storage_options)
+    return _committed(open_table(uri, storage_options=storage_options), topic=topic, partitions=partitions)
+
+
+def _committed(table, *, topic: str, partitions: list[int]) -> dict[int, int | None]:
     if table is None:
         return dict.fromkeys(partitions)
     return {p: table.transaction_version(app_id(topic=topic, partition=p)) for p in partitions}
@@ -88,9 +91,9 @@ def append_offsets(
     from deltalake.exceptions import CommitFailedError
 
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
-        committed = committed_offsets(
-            uri, topic=topic, partitions=list(last_offsets), storage_options=storage_options
-        )
+        # One snapshot for the check and the write: the write commits on top of what was checked.
+        table = open_table(uri, storage_options=storage_options)
+        committed = _committed(table, topic=topic, partitions=list(last_offsets))
         fresh = {p: o for p, o in last_offsets.items() if committed.get(p) is None or o > committed[p]}
         if not fresh:
             return AppendResult(version=None, rows_written=0, rows_skipped=rows.num_rows)
@@ -100,7 +103,7 @@ def append_offsets(
         txns = [Transaction(app_id=app_id(topic=topic, partition=p), version=o) for p, o in fresh.items()]
         try:
             write_deltalake(
-                uri,
+                uri if table is None else table,
                 todo,
                 mode="append",
                 partition_by=[PARTITION_COLUMN],
@@ -111,9 +114,10 @@ def append_offsets(
         except CommitFailedError:
             log.warning("delta commit conflict, re-checking offsets", extra={"uri": uri, "attempt": attempt})
             continue
-        table = open_table(uri, storage_options=storage_options)
+        if table is None:
+            table = open_table(uri, storage_options=storage_options)
         return AppendResult(
-            version=table.version(),
+            version=table.version(),  # the write moved `table` to its commit
             rows_written=todo.num_rows,
             rows_skipped=rows.num_rows - todo.num_rows,
         )
@@ -134,7 +138,7 @@ def ensure_table(
     """
     from deltalake import DeltaTable
 
-    if open_table(uri, storage_options=storage_options) is None:
+    if not DeltaTable.is_deltatable(uri, storage_options=dict(storage_options or {})):
         DeltaTable.create(
             uri,
             schema=schema,

@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pj
 
 try:  # optional speed-up: the standard library does the same job, slower
     from orjson import loads as _orjson_loads
@@ -63,7 +67,12 @@ ERROR_CLASSES: tuple[str, ...] = (
 
 MAX_ERROR_MESSAGE = 500
 _CHUNK_ROWS = 8192  # messages per Arrow conversion in `split_messages`
-_PASS_ROWS = 1024  # messages per orjson pass of `Splitter._fast_chunk` (see there)
+_PASS_ROWS = 1024  # messages per orjson pass of `Splitter._orjson_chunk` (see there)
+_JSON_MAX_WAIT = 16  # chunks `Splitter._json_chunk` sits out after failing again and again
+_MAX_NESTING = 200  # brackets in a value up to which `json.loads` surely does not recurse too deep
+_JSON_BLOCK_LIMIT = 2**31 - 2  # what one block of Arrow's JSON reader can hold
+# Bytes a NaN / Inf / Infinity token can follow (`:`, `,`, `[`, `-`, whitespace).
+_BEFORE_TOKEN = np.frombuffer(b":,[- \t\n\r", dtype=np.uint8)
 _raw_decode = json.JSONDecoder().raw_decode
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
@@ -215,6 +224,9 @@ class _Compiled:
     struct_type: pa.StructType
     struct_fields: tuple[int, ...]  # positions in names of struct_type's fields
     python_fields: tuple[tuple[int, frozenset[type]], ...]  # (position, accepted types)
+    # `Splitter._json_chunk`: Arrow's JSON reader, for specs of scalar fields keyed by a string.
+    json_options: pj.ParseOptions | None
+    float_fields: tuple[int, ...]  # positions in names of float fields
 
 
 _COMPILED: dict[int, _Compiled] = {}
@@ -222,6 +234,15 @@ _COMPILED: dict[int, _Compiled] = {}
 # 3.0 for an int64 and True for a float64, so those are checked in Python).
 _STRUCT_KINDS = frozenset({"string", "bool"})
 _OWN_COLUMNS = frozenset({"key", "event_time"})
+# Field kinds Arrow's JSON reader types exactly as the checks do (timestamps are read as text
+# and converted like `_timestamps_at_once`; a number there makes the reader give up).
+_JSON_READER_TYPES: dict[FieldType, pa.DataType] = {
+    "string": pa.string(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": pa.string(),
+}
 
 
 def _compile(spec: StreamSpec) -> _Compiled:
@@ -243,6 +264,14 @@ def _compile(spec: StreamSpec) -> _Compiled:
     kinds = tuple(fields[name] for name in names)
     required = frozenset(spec.required)
     struct_fields = tuple(i for i, kind in enumerate(kinds) if kind in _STRUCT_KINDS)
+    json_options = None
+    if (
+        spec.format != "debezium"
+        and fields.get(spec.key_field) == "string"
+        and all(kind in _JSON_READER_TYPES for kind in kinds)
+    ):
+        read_as = pa.schema([pa.field(name, _JSON_READER_TYPES[kind]) for name, kind in fields.items()])
+        json_options = pj.ParseOptions(explicit_schema=read_as, unexpected_field_behavior="ignore")
     compiled = _Compiled(
         spec=spec,
         debezium=spec.format == "debezium",
@@ -273,6 +302,8 @@ def _compile(spec: StreamSpec) -> _Compiled:
             for i, name in enumerate(names)
             if i not in struct_fields
         ),
+        json_options=json_options,
+        float_fields=tuple(i for i, kind in enumerate(kinds) if kind == "float"),
     )
     _COMPILED[id(spec)] = compiled
     return compiled
@@ -478,6 +509,11 @@ def _timestamps_at_once(values: tuple[Any, ...]) -> pa.Array | None:
         if low.is_valid and (low.as_py() < _MIN_MS or high.as_py() > _MAX_MS):
             return None
         return pc.multiply(millis, 1000).cast(TS)
+    return _text_timestamps(texts)
+
+
+def _text_timestamps(texts: pa.Array) -> pa.Array | None:
+    """A string column as `timestamp[us, UTC]` when Arrow reads every text like `_epoch_us`."""
     if texts.null_count == len(texts):
         return texts.cast(TS)
     if not pc.match_substring_regex(texts, _ISO_AWARE).false_count:
@@ -548,6 +584,8 @@ class Splitter:
         self._chunks: list[pa.Table] = []
         self._bad: list[tuple[int, tuple[Any, ...]]] = []  # (input position, quarantine row)
         self._seen = 0
+        self._json_misses = 0  # chunks `_json_chunk` failed in a row
+        self._json_wait = 0  # chunks it still sits out
 
     def add(self, messages: Iterable[KafkaMessage] | MessageBatch) -> None:
         """Parse `messages`, the next ones in input order."""
@@ -589,11 +627,8 @@ class Splitter:
         c = self._c
         first = self._seen
         self._seen += len(batch)
-        if not c.debezium and _orjson_loads is not None:
-            try:
-                table = self._fast_chunk(batch)
-            except _ARROW_ERRORS:
-                table = None
+        if not c.debezium:
+            table = self._fast_chunk(batch)
             if table is not None:
                 self._chunks.append(table)
                 return
@@ -634,6 +669,114 @@ class Splitter:
             self._refuse_unstorable(batch, micros, days, first, parsed)
 
     def _fast_chunk(self, batch: MessageBatch) -> pa.Table | None:
+        """The chunk's raw table when every message is a good JSON record, else None (then the
+        message-by-message path decides: what lands where is the same either way).
+        """
+        table = self._json_chunk(batch)
+        if table is None and _orjson_loads is not None:
+            try:
+                table = self._orjson_chunk(batch)
+            except _ARROW_ERRORS:
+                table = None
+        return table
+
+    def _json_chunk(self, batch: MessageBatch) -> pa.Table | None:
+        """`_json_table`, sitting out a growing number of chunks after each failure in a row,
+        so a stream with bad messages in every chunk does not pay for it over and over.
+        """
+        if self._c.json_options is None:
+            return None
+        if self._json_wait:
+            self._json_wait -= 1
+            return None
+        try:
+            table = self._json_table(batch)
+        except _ARROW_ERRORS:
+            table = None
+        if table is None:
+            self._json_misses += 1
+            self._json_wait = min(2**self._json_misses - 1, _JSON_MAX_WAIT)
+        else:
+            self._json_misses = 0
+        return table
+
+    def _json_table(self, batch: MessageBatch) -> pa.Table | None:
+        """The chunk's raw table read by Arrow's JSON reader (C++, no Python object per field),
+        when every message is a good record and Arrow reads each one as `_loads` does; else None.
+
+        The reader takes a few things `json.loads` refuses (or reads differently); the checks
+        before and after it make sure none of them is in the chunk, each naming what it rules out.
+        Types are checked by the reader (the spec's kinds as an explicit schema: a value of
+        another JSON type, an int with a fraction or beyond int64, a duplicate field fails it).
+        """
+        c = self._c
+        values = batch.values
+        n = len(values)
+        if None in values or not all(batch.keys):  # tombstones, messages without a key
+            return None
+        kafka_times = self._kafka_arrays(batch.timestamps_ms)
+        if kafka_times is None:
+            return None
+        value_array = pa.array(values, type=pa.binary())
+        # Raises on text that is not UTF-8 (anywhere, as `_loads` decodes the whole value).
+        texts = value_array.cast(pa.string())
+        # One object per value: no BOM or leading space, no empty value, no bare `null` (which
+        # the reader crashes on). With the row count checked below, value i is row i.
+        if pc.starts_with(texts, "{").false_count:
+            return None
+        buffer = b"\n".join(values)
+        if len(buffer) > _JSON_BLOCK_LIMIT:
+            return None
+        data = np.frombuffer(buffer, dtype=np.uint8)
+        # NaN / Infinity tokens: the reader also takes `Inf` and `-NaN`, json.loads does not.
+        if _has_nan_or_inf(data):
+            return None
+        # Nesting: json.loads gives up at about the recursion limit, the reader never does.
+        brackets = np.count_nonzero(data == ord("{")) + np.count_nonzero(data == ord("["))
+        if brackets - n > _MAX_NESTING and _deepest(value_array) > _MAX_NESTING:
+            return None
+        # Integers longer than Python converts from text (ignored fields too).
+        if _has_long_integer(value_array):
+            return None
+        options = pj.ReadOptions(use_threads=False, block_size=len(buffer) + 1)  # one block
+        read = pj.read_json(pa.py_buffer(buffer), read_options=options, parse_options=c.json_options)
+        if read.num_rows != n:  # a value held more than one JSON document
+            return None
+        names = c.names
+        columns = {name: read.column(name).combine_chunks() for name in names}
+        if columns[c.key_field].null_count or any(
+            columns[name].null_count for name in c.required if name in columns
+        ):
+            return None
+        if not all(_plain_floats(columns[names[i]]) for i in c.float_fields):
+            return None
+        stamps: dict[int, pa.Array] = {}
+        for i in c.timestamp_fields:
+            converted = _text_timestamps(columns[names[i]])
+            if converted is None:
+                return None
+            stamps[i] = converted
+        if c.event_time_index is None:
+            event_times = pa.nulls(n, type=TS)
+        elif c.event_time_index in stamps:
+            event_times = stamps[c.event_time_index]
+        else:
+            return None
+        micros, days = kafka_times
+        return pa.Table.from_arrays(
+            [
+                *self._coordinate_arrays(batch, micros, value_array),
+                columns[c.key_field],
+                pa.repeat(pa.scalar(False), n),
+                event_times,
+                *[stamps[i] if i in stamps else columns[names[i]] for i in range(c.n_kept)],
+                pa.repeat(self._ingested_scalar, n),
+                days,
+            ],
+            schema=c.raw_builder.schema,
+        )
+
+    def _orjson_chunk(self, batch: MessageBatch) -> pa.Table | None:
         """The chunk's raw table when every message is a good JSON record, else None.
 
         Column at a time instead of message at a time: orjson over `_PASS_ROWS` messages at a
@@ -725,7 +868,9 @@ class Splitter:
         return micros, days.fill_null(self._fallback_day) if days.null_count else days
 
     @staticmethod
-    def _coordinate_arrays(batch: MessageBatch, micros: pa.Array) -> list[pa.Array]:
+    def _coordinate_arrays(
+        batch: MessageBatch, micros: pa.Array, values: pa.Array | None = None
+    ) -> list[pa.Array]:
         """kafka_topic .. kafka_headers and value of every message in the batch."""
         headers = batch.headers
         return [
@@ -737,7 +882,7 @@ class Splitter:
             _no_null_lists(pa.array(headers, type=HEADERS))
             if any(headers)
             else pa.ListArray.from_arrays(pa.array([0] * (len(batch) + 1), pa.int32()), _NO_HEADERS),
-            pa.array(batch.values, type=pa.binary()),
+            pa.array(batch.values, type=pa.binary()) if values is None else values,
         ]
 
     def _quarantine(
@@ -879,6 +1024,50 @@ class _Parsed:
     stamps: dict[int, pa.Array]  # field position -> converted timestamps
     debezium: list[tuple[Any, ...] | None]
     errors: dict[int, RejectedMessage]  # row -> why a timestamp refused it (already quarantined)
+
+
+def _deepest(values: pa.Array) -> int:
+    """The most `{` and `[` in one value of a binary array (an upper bound of its nesting)."""
+    offsets = np.frombuffer(values.buffers()[1], dtype=np.int32, count=len(values) + 1)
+    data = np.frombuffer(values.buffers()[2], dtype=np.uint8, count=int(offsets[-1]))
+    opening = ((data == ord("{")) | (data == ord("["))).astype(np.int32)
+    return int(np.add.reduceat(opening, offsets[:-1]).max())
+
+
+def _has_nan_or_inf(data: np.ndarray) -> bool:
+    """Whether `NaN` or `Inf` follows a byte a JSON value can follow (in text too: then the
+    chunk takes another path, slower but never wrong).
+    """
+    inner = data[1:-2]
+    for token in (b"NaN", b"Inf"):
+        at = np.flatnonzero(inner == token[0]) + 1
+        at = at[(data[at + 1] == token[1]) & (data[at + 2] == token[2])]
+        if at.size and np.isin(data[at - 1], _BEFORE_TOKEN).any():
+            return True
+    return False
+
+
+def _has_long_integer(values: pa.Array) -> bool:
+    """Whether a value holds a run of more digits than `int()` converts from text (then
+    `json.loads` refuses it, while Arrow's reader skips it in a field it ignores).
+    """
+    limit = sys.get_int_max_str_digits()
+    if not limit or pc.max(pc.binary_length(values)).as_py() <= limit:
+        return False
+    run = re.compile(rb"\d{%d}" % (limit + 1))
+    return any(run.search(v) for v in values.to_pylist() if len(v) > limit)
+
+
+def _plain_floats(column: pa.Array) -> bool:
+    """No float `_loads` could read otherwise: beyond 2**63 (orjson reads long integers as
+    floats, json.loads refuses them for a float field when too large), or -0.0 (`-0` is the
+    integer 0 for json.loads, -0.0 for Arrow).
+    """
+    if column.null_count == len(column):
+        return True
+    if pc.max(pc.abs(column)).as_py() >= 2.0**63:
+        return False
+    return not pc.any(pc.equal(column.view(pa.int64()), -(2**63))).as_py()
 
 
 def _coordinates(batch: MessageBatch, micros: list[int | None], position: int) -> tuple[Any, ...]:

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from freshlake.errors import FreshlakeConfigError, FreshlakeError
-from freshlake.kafka.messages import Headers, MessageBatch
+from freshlake.kafka.messages import MessageBatch
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,22 @@ def reader(config: Mapping[str, object]):
 
 
 def topic_partitions(config: Mapping[str, object], *, topic: str, timeout: float = 10.0) -> list[int]:
-    """Partition ids of `topic`; a missing topic is a config error, never auto-created."""
-    from freshlake.kafka.topics import admin_client, check_reachable
+    """Partition ids of `topic`; a missing topic is a config error, never auto-created.
 
-    check_reachable(config, timeout=timeout)
-    # A metadata request naming the topic would auto-create it on some brokers: ask for all.
-    metadata = admin_client(config).list_topics(timeout=timeout)
+    One metadata request, which also tells whether the broker answers at all.
+    """
+    from freshlake.kafka.topics import admin_client
+
+    try:
+        # A metadata request naming the topic would auto-create it on some brokers: ask for all.
+        metadata = admin_client(config).list_topics(timeout=timeout)
+    except Exception as exc:
+        msg = (
+            f"no Kafka broker answers at {config.get('bootstrap.servers')} within {timeout:.0f}s: check "
+            "KAFKA_BOOTSTRAP_SERVERS (and security settings), or unset it to use the embedded "
+            f"broker ({type(exc).__name__})"
+        )
+        raise FreshlakeConfigError(msg) from None
     found = metadata.topics.get(topic)
     if found is None or found.error is not None or not found.partitions:
         msg = (
@@ -98,12 +108,18 @@ def watermarks(
         pending = set(partitions)
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
-            # One at a time: a bigger batch would sit out the timeout once the EOFs are in.
-            for message in consumer.consume(num_messages=1, timeout=0.2):
+            # What is already queued, else wait for one: a bigger blocking batch would sit out
+            # the timeout once the EOFs are in.
+            messages = consumer.consume(num_messages=10_000, timeout=0) or consumer.consume(
+                num_messages=1, timeout=0.2
+            )
+            for message in messages:
                 error = message.error()
-                if error is not None and error.code() == KafkaError._PARTITION_EOF:
+                # A partition's first message or end-of-partition comes with a fetch response,
+                # and the fetch response carries the high watermark: that one is all we need.
+                if error is None or error.code() == KafkaError._PARTITION_EOF:
                     pending.discard(message.partition())
-                elif error is not None:
+                else:
                     msg = f"reading {topic}[{message.partition()}] failed: {error.str()}"
                     raise FreshlakeError(msg)
         if pending:
@@ -135,7 +151,7 @@ def read_batches(
     as soon as they are in instead of waiting out its timeout for a full batch (with gaps it
     still waits, as before).
     """
-    from confluent_kafka import KafkaError, TopicPartition
+    from confluent_kafka import TopicPartition
 
     todo = {p: end for p, (start, end) in ranges.items() if end > start}
     if not todo:
@@ -146,49 +162,12 @@ def read_batches(
         consumer.assign([TopicPartition(topic, p, ranges[p][0]) for p in todo])
         last_progress = time.monotonic()
         while todo:
-            partitions: list[int] = []
-            offsets: list[int] = []
-            keys: list[bytes | None] = []
-            values: list[bytes | None] = []
-            stamps: list[int | None] = []
-            headers: list[Headers | None] = []
-            wanted = max(1, min(batch_size, left))
-            for message in consumer.consume(num_messages=wanted, timeout=0.5):
-                p = message.partition()
-                end = todo.get(p)
-                if end is None:
-                    continue
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        if message.offset() >= end:
-                            _finish(consumer, todo, topic=topic, partition=p)
-                        continue
-                    msg = f"reading {topic}[{p}] failed: {error.str()}"
-                    raise FreshlakeError(msg)
-                offset = message.offset()
-                if offset < end:
-                    partitions.append(p)
-                    offsets.append(offset)
-                    keys.append(message.key())
-                    values.append(message.value())
-                    ts = message.timestamp()[1]
-                    stamps.append(ts if ts and ts > 0 else None)
-                    headers.append(message.headers())
-                if offset >= end - 1:
-                    _finish(consumer, todo, topic=topic, partition=p)
-            if offsets:
-                left -= len(offsets)
+            messages = consumer.consume(num_messages=max(1, min(batch_size, left)), timeout=0.5)
+            batch = _columns(consumer, messages, todo, topic=topic)
+            if batch is not None:
+                left -= len(batch)
                 last_progress = time.monotonic()
-                yield MessageBatch(
-                    topics=[topic] * len(offsets),
-                    partitions=partitions,
-                    offsets=offsets,
-                    keys=keys,
-                    values=values,
-                    timestamps_ms=stamps,
-                    headers=headers,
-                )
+                yield batch
             elif time.monotonic() - last_progress > stall_timeout:
                 msg = (
                     f"no progress reading {topic} partitions {sorted(todo)} for "
@@ -197,6 +176,66 @@ def read_batches(
                 raise FreshlakeError(msg)
     finally:
         consumer.close()
+
+
+def _columns(consumer, messages: list, todo: dict[int, int], *, topic: str) -> MessageBatch | None:
+    """The messages of one consume call that are in range, column by column (None: none);
+    partitions that reach their end are taken out of `todo` and paused.
+    """
+    from confluent_kafka import Message
+
+    if not messages:
+        return None
+    partitions = list(map(Message.partition, messages))
+    offsets = list(map(Message.offset, messages))
+    last = dict(zip(partitions, offsets, strict=True))  # offsets only grow within a partition
+    if any(map(Message.error, messages)) or not all(o < todo.get(p, -1) for p, o in last.items()):
+        return _columns_one_by_one(consumer, messages, todo, topic=topic)
+    # The common case, every message in range and no error: whole columns at a time.
+    for p, offset in last.items():
+        if offset >= todo[p] - 1:
+            _finish(consumer, todo, topic=topic, partition=p)
+    return MessageBatch(
+        topics=[topic] * len(offsets),
+        partitions=partitions,
+        offsets=offsets,
+        keys=list(map(Message.key, messages)),
+        values=list(map(Message.value, messages)),
+        timestamps_ms=[ts if ts > 0 else None for _, ts in map(Message.timestamp, messages)],
+        headers=list(map(Message.headers, messages)),
+    )
+
+
+def _columns_one_by_one(consumer, messages: list, todo: dict[int, int], *, topic: str) -> MessageBatch | None:
+    from confluent_kafka import KafkaError
+
+    batch = MessageBatch.from_messages(())
+    for message in messages:
+        p = message.partition()
+        end = todo.get(p)
+        if end is None:
+            continue
+        error = message.error()
+        if error is not None:
+            if error.code() == KafkaError._PARTITION_EOF:
+                if message.offset() >= end:
+                    _finish(consumer, todo, topic=topic, partition=p)
+                continue
+            msg = f"reading {topic}[{p}] failed: {error.str()}"
+            raise FreshlakeError(msg)
+        offset = message.offset()
+        if offset < end:
+            batch.topics.append(topic)
+            batch.partitions.append(p)
+            batch.offsets.append(offset)
+            batch.keys.append(message.key())
+            batch.values.append(message.value())
+            ts = message.timestamp()[1]
+            batch.timestamps_ms.append(ts if ts and ts > 0 else None)
+            batch.headers.append(message.headers())
+        if offset >= end - 1:
+            _finish(consumer, todo, topic=topic, partition=p)
+    return batch if len(batch) else None
 
 
 def _finish(consumer, todo: dict[int, int], *, topic: str, partition: int) -> None:
