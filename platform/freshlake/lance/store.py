@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,15 @@ FTS_SETTINGS: dict[str, Any] = {
 # Query-time setting for the vector index chosen in `ensure_indexes` (IVF_SQ): re-rank
 # 2 x k candidates on the full-precision vectors, which lifts recall@10 from ~0.97 to 1.0.
 VECTOR_REFINE_FACTOR = 2
+
+# Maintenance (`ChunkStore.maintain`). Versions younger than MIN_CLEANUP_AGE are kept unless
+# forced: a search resolves the latest version per query and a run's sync reads for seconds.
+MIN_CLEANUP_AGE = timedelta(hours=1)
+MAINTENANCE_ATTEMPTS = 5  # optimize / index rebuild retried when a streaming write preempts it
+MAX_UNINDEXED_FRACTION = 0.2  # rebuild (retrain) the vector index past this share of new rows
+MIN_RECALL = 0.9  # rebuild when the estimated recall@10 of indexed search falls below this
+SAMPLE_QUERIES = 40  # vector queries per p95 measurement
+RECALL_QUERIES = 10  # of those, how many also run brute force (a full scan each) for recall
 
 
 class ModelMismatchError(FreshlakeConfigError):
@@ -424,7 +434,7 @@ class ChunkStore:
         competes with the embedder. FTS and BTREE(key, chunk_id) are created if missing; an FTS
         index with other tokenizer settings is replaced.
         """
-        from lancedb.index import FTS, BTree, IvfSq
+        from lancedb.index import FTS, BTree
 
         started = time.perf_counter()
         table = self.table
@@ -450,7 +460,7 @@ class ChunkStore:
         if by_column.get("vector"):
             report["present"].append("vector:" + by_column["vector"][0].index_type)
         elif rows >= min_rows_for_vector_index:
-            table.create_index("vector", config=IvfSq(distance_type="cosine"), replace=False)
+            table.create_index("vector", config=_vector_index_config(), replace=False)
             report["created"].append("vector:IVF_SQ")
         else:
             report["vector"] = f"none below {min_rows_for_vector_index} rows (flat search)"
@@ -458,27 +468,186 @@ class ChunkStore:
         report.update(rows=rows, version=table.version, seconds=time.perf_counter() - started)
         return report
 
-    def optimize(self, *, cleanup_older_than: timedelta = timedelta(hours=1)) -> dict[str, Any]:
+    def optimize(
+        self, *, cleanup_older_than: timedelta = MIN_CLEANUP_AGE, force_cleanup: bool = False
+    ) -> dict[str, Any]:
         """Compact small fragments, fold new rows into the indexes, drop old versions.
 
-        One hour of history by default keeps readers of recent versions safe.
+        Versions younger than `cleanup_older_than` stay for their readers; one below
+        `MIN_CLEANUP_AGE` is refused unless `force_cleanup`. A compaction preempted by a streaming
+        write (an update of rows it rewrote) is retried on the new version: the write wins.
         """
+        check_cleanup_age(cleanup_older_than, force=force_cleanup)
         table = self.table
         started = time.perf_counter()
         before = table.stats()
-        table.optimize(cleanup_older_than=cleanup_older_than)
+        versions_before = len(table.list_versions())
+        with warnings.catch_warnings():
+            if force_cleanup:  # lancedb warns about a short cleanup: the caller forced it
+                warnings.simplefilter("ignore", UserWarning)
+            _retry_conflicts(self, "optimize", lambda: table.optimize(cleanup_older_than=cleanup_older_than))
         after = table.stats()
-        unindexed = {ix.name: ix.num_unindexed_rows for ix in table.list_indices() if ix.num_unindexed_rows}
         return {
             "fragments_before": before["fragment_stats"]["num_fragments"],
             "fragments_after": after["fragment_stats"]["num_fragments"],
             "bytes_before": before["total_bytes"],
             "bytes_after": after["total_bytes"],
             "rows": after["num_rows"],
-            "unindexed_rows": unindexed,
+            "unindexed_rows": self.unindexed_rows(),
+            "versions_before": versions_before,
+            "versions_after": len(table.list_versions()),
             "version": table.version,
             "seconds": time.perf_counter() - started,
         }
+
+    def maintain(
+        self,
+        *,
+        cleanup_older_than: timedelta = MIN_CLEANUP_AGE,
+        force_cleanup: bool = False,
+        min_rows_for_vector_index: int = 50_000,
+        max_unindexed_fraction: float = MAX_UNINDEXED_FRACTION,
+        min_recall: float = MIN_RECALL,
+        sample_queries: int = SAMPLE_QUERIES,
+    ) -> dict[str, Any]:
+        """`ensure_indexes`, `optimize`, and a vector index rebuild when it has drifted.
+
+        Search p95 is measured before and after on `sample_queries` vector queries (k=10, as
+        `search` issues them) whose vectors are sampled from the table, so no model is needed.
+        With a vector index, recall@10 on `RECALL_QUERIES` of them is estimated against brute force. The
+        index is rebuilt (retrained on all rows) when more than `max_unindexed_fraction` of the
+        rows were unindexed before this pass, or when the estimated recall is below `min_recall`.
+        """
+        check_cleanup_age(cleanup_older_than, force=force_cleanup)
+        started = time.perf_counter()
+        rows_before = self.count()
+        queries = self.sample_vectors(sample_queries)
+        p95_before = self.search_p95(queries)
+        unindexed_before = self.unindexed_rows()
+        vector = self._vector_index_name()
+        indexes = self.ensure_indexes(min_rows_for_vector_index=min_rows_for_vector_index)
+        optimized = self.optimize(cleanup_older_than=cleanup_older_than, force_cleanup=force_cleanup)
+        rebuilt = None
+        if vector and rows_before and unindexed_before.get(vector, 0) / rows_before > max_unindexed_fraction:
+            rebuilt = "unindexed"
+            self.rebuild_vector_index()
+        probes = queries[:: max(1, len(queries) // RECALL_QUERIES)][:RECALL_QUERIES]
+        recall = self.estimate_recall(probes) if self._vector_index_name() else None
+        if recall is not None and recall < min_recall and rebuilt is None:
+            rebuilt = "recall"
+            self.rebuild_vector_index()
+            recall = self.estimate_recall(probes)
+        return {
+            **optimized,
+            "indexes_created": indexes["created"] + indexes["replaced"],
+            "unindexed_rows_before": unindexed_before,
+            "search_p95_ms_before": p95_before,
+            "search_p95_ms_after": self.search_p95(queries),
+            "recall_at_10": recall,
+            "index_rebuilt": rebuilt,
+            "version": self.table.version,
+            "seconds": time.perf_counter() - started,
+        }
+
+    def unindexed_rows(self) -> dict[str, int]:
+        """Index name -> rows it does not cover yet (searched flat until `optimize`)."""
+        return {ix.name: ix.num_unindexed_rows for ix in self.table.list_indices() if ix.num_unindexed_rows}
+
+    def _vector_index_name(self) -> str | None:
+        return next((ix.name for ix in self.table.list_indices() if list(ix.columns) == ["vector"]), None)
+
+    def rebuild_vector_index(self) -> None:
+        """Retrain the vector index on every row, replacing the old one in one commit."""
+        table = self.table
+        _retry_conflicts(
+            self,
+            "vector index rebuild",
+            lambda: table.create_index("vector", config=_vector_index_config(), replace=True),
+        )
+
+    def sample_vectors(self, n: int) -> np.ndarray:
+        """Up to `n` stored vectors, evenly spread over the table (old and new fragments)."""
+        table = self.table
+        rows = table.count_rows()
+        if rows == 0 or n <= 0:
+            return np.zeros((0, self.dimension), np.float32)
+        offsets = sorted({int(i) for i in np.linspace(0, rows - 1, num=min(n, rows))})
+        try:
+            column = table.take_offsets(offsets).select(["vector"]).to_arrow().column("vector")
+        except (ValueError, RuntimeError, OSError):  # rows deleted meanwhile: take the first ones
+            column = table.search().select(["vector"]).limit(len(offsets)).to_arrow().column("vector")
+        flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
+        return flat.astype(np.float32).reshape(-1, self.dimension)
+
+    def _vector_query(self, vector: np.ndarray, k: int):
+        q = self.table.search(vector, vector_column_name="vector").distance_type("cosine")
+        return q.refine_factor(VECTOR_REFINE_FACTOR).limit(k)
+
+    def search_p95(self, queries: np.ndarray, *, k: int = 10) -> float | None:
+        """p95 milliseconds of vector searches as `search` issues them (one untimed warm-up)."""
+        if len(queries) == 0:
+            return None
+        columns = [*(name for name in self.schema.names if name != "vector"), "_distance"]
+        self._vector_query(queries[0], k).select(columns).to_arrow()
+        latencies = []
+        for vector in queries:
+            t0 = time.perf_counter()
+            self._vector_query(vector, k).select(columns).to_arrow()
+            latencies.append((time.perf_counter() - t0) * 1000)
+        return float(np.percentile(latencies, 95))
+
+    def estimate_recall(self, queries: np.ndarray, *, k: int = 10) -> float | None:
+        """Mean recall@k of indexed search (as `search` runs it) against brute force."""
+        found = []
+        for vector in queries:
+            ann = self._vector_query(vector, k).select(["chunk_id", "_distance"]).to_arrow()["chunk_id"]
+            exact = (
+                self.table.search(vector, vector_column_name="vector")
+                .distance_type("cosine")
+                .bypass_vector_index()
+                .select(["chunk_id", "_distance"])
+                .limit(k)
+                .to_arrow()
+                .column("chunk_id")
+            )
+            if len(exact):
+                found.append(len(set(ann.to_pylist()) & set(exact.to_pylist())) / len(exact))
+        return float(np.mean(found)) if found else None
+
+
+def check_cleanup_age(age: timedelta, *, force: bool = False) -> None:
+    """Refuse an old-version cleanup that could pull files from under a running reader."""
+    if age < timedelta(0):
+        msg = f"cleanup_older_than must not be negative, got {age}"
+        raise FreshlakeConfigError(msg)
+    if age < MIN_CLEANUP_AGE and not force:
+        msg = (
+            f"LanceDB cleanup of versions older than {age} is below the {MIN_CLEANUP_AGE} floor that "
+            "protects readers of recent versions (a search or run still on an older version): use "
+            f"cleanup_older_than >= {MIN_CLEANUP_AGE}, or force it only when nothing reads the table"
+        )
+        raise FreshlakeConfigError(msg)
+
+
+def _vector_index_config():
+    from lancedb.index import IvfSq
+
+    return IvfSq(distance_type="cosine")  # see ChunkStore.ensure_indexes for why
+
+
+def _retry_conflicts(store: ChunkStore, what: str, action: Callable[[], object]) -> None:
+    """Run a maintenance commit again when a concurrent (streaming) commit preempted it."""
+    for attempt in range(1, MAINTENANCE_ATTEMPTS + 1):
+        try:
+            action()
+            return
+        except RuntimeError as exc:
+            if "conflict" not in str(exc).lower():
+                raise
+            log.warning("%s of %s conflicted with a write (attempt %d)", what, store.table_name, attempt)
+            time.sleep(0.2 * attempt)
+    msg = f"{what} of LanceDB table {store.table_name!r} kept conflicting with writes; it will run again"
+    raise RuntimeError(msg)
 
 
 def _fts_matches(details: Mapping[str, Any] | None) -> bool:
