@@ -10,6 +10,9 @@ from pathlib import Path
 
 # Runs per stream chain are small and frequent: 4 at once keeps 2 cores busy without thrashing,
 # and at most one run per stream (tag `freshlake/stream`) keeps writers to a table serial.
+# Maintenance: every pool gets one slot (`pools.default_limit`; Dagster 1.13 sets other limits only
+# through the CLI/UI), claimed per op, so one maintenance writer per table whatever launches it;
+# the `freshlake/maintenance` tag limit keeps the queue from starting runs that would only wait.
 DAGSTER_YAML = """\
 # Written by `freshlake dev`; edits are overwritten. Production: keep your own dagster.yaml.
 storage:
@@ -25,6 +28,9 @@ run_queue:
   # was ~1/3 of produce -> searchable (bench/freshness.py: p50 18.3 s -> 14.3 s with 1 s).
   dequeue_interval_seconds: 1
 concurrency:
+  pools:
+    default_limit: 1
+    granularity: op
   runs:
     max_concurrent_runs: 4
     tag_concurrency_limits:
