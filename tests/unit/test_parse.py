@@ -809,6 +809,23 @@ def test_json_reader_lands_odd_values_where_the_message_path_does(
         assert raw.num_rows + quarantine.num_rows == len(messages)
 
 
+def test_json_reader_never_reads_a_document_across_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each value alone is not JSON; joined by newlines they read as three good records.
+    values = [
+        b'{"id":"a","ok":true,"extra":',
+        b'{"y":1}}',
+        b'{"id":"b","ok":true} {"id":"c","ok":true}',
+    ]
+    strings = [b'{"id":"a","ok":true,"note":"}', b'{"}']  # a text running into the next value
+    for chunk in (values, strings):
+        messages = [message(v, key=b"a", topic="s") for v in chunk]
+        assert json_table(SCALARS, messages) is None
+        (raw, quarantine), (slow_raw, slow_quarantine) = both_paths(SCALARS, messages, monkeypatch)
+        assert raw.num_rows == slow_raw.num_rows == 0
+        assert quarantine.to_pylist() == slow_quarantine.to_pylist()
+        assert quarantine.column("error_class").to_pylist() == ["invalid_json"] * len(chunk)
+
+
 def test_json_reader_reads_floats_like_the_message_path(monkeypatch: pytest.MonkeyPatch) -> None:
     rng = random.Random(3)
     texts = [repr(rng.uniform(-1e6, 1e6)) for _ in range(300)]

@@ -720,9 +720,12 @@ class Splitter:
         value_array = pa.array(values, type=pa.binary())
         # Raises on text that is not UTF-8 (anywhere, as `_loads` decodes the whole value).
         texts = value_array.cast(pa.string())
-        # One object per value: no BOM or leading space, no empty value, no bare `null` (which
-        # the reader crashes on). With the row count checked below, value i is row i.
-        if pc.starts_with(texts, "{").false_count:
+        # Each value `{...}`: no BOM or surrounding space, no empty value, no bare `null` (which
+        # the reader crashes on). The reader takes the values (one per line) as one stream of
+        # documents; with these ends, no document can run from one value into the next (after
+        # a value's last `}` comes a newline, then `{`: a syntax error, unless that `}` closed
+        # the value's first document), so with the row count checked below, value i is row i.
+        if pc.starts_with(texts, "{").false_count or pc.ends_with(texts, "}").false_count:
             return None
         buffer = b"\n".join(values)
         if len(buffer) > _JSON_BLOCK_LIMIT:
@@ -740,7 +743,7 @@ class Splitter:
             return None
         options = pj.ReadOptions(use_threads=False, block_size=len(buffer) + 1)  # one block
         read = pj.read_json(pa.py_buffer(buffer), read_options=options, parse_options=c.json_options)
-        if read.num_rows != n:  # a value held more than one JSON document
+        if read.num_rows != n:  # a value held more than one document
             return None
         names = c.names
         columns = {name: read.column(name).combine_chunks() for name in names}
