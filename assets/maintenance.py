@@ -108,15 +108,26 @@ def build_maintenance_definitions(streams: Sequence[StreamSpec]) -> dg.Definitio
     ) -> None:
         from freshlake.delta.current import last_folded_raw_version
         from freshlake.delta.maintenance import check_retention, maintain
+        from freshlake.embed.chunking import ChunkerSettings
+        from freshlake.lance.sync import oldest_unread_current_versions
 
         _refuse_on_config_error(check_retention, config.retention_hours, force=config.force_retention)
         options = storage.storage_options
         failed: list[str] = []
+        # Embeddings tables follow `current`'s Change Data Feed: keep what they have yet to read.
+        registry = storage.registry()
+        live = {s.name: e.table_name for s in streams if (e := registry.live(s.name)) is not None}
+        unread = oldest_unread_current_versions(
+            streams, live=live, progress=storage.progress(), chunker=ChunkerSettings()
+        )
         for spec in streams:
             folded = last_folded_raw_version(storage.delta_uri(spec, "current"), storage_options=options)
             # `current` follows raw's Change Data Feed: keep what it has yet to read.
             tables = ((raw_key(spec), "raw", 0 if folded is None else folded + 1),)
-            tables += ((quarantine_key(spec), "quarantine", None), (current_key(spec), "current", None))
+            tables += (
+                (quarantine_key(spec), "quarantine", None),
+                (current_key(spec), "current", unread.get(spec.name)),
+            )
             for key, layer, keep_from in tables:
                 try:
                     result = maintain(

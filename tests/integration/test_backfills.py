@@ -168,3 +168,29 @@ def test_raw_backfill_keeps_streaming_offsets_beyond_the_window(world: World) ->
     assert coordinates(world) == before  # nothing past the committed offsets was read
     world.run()
     assert len(coordinates(world)) == len(before) + 1
+
+
+def test_vacuum_keeps_the_current_versions_embeddings_have_yet_to_read(world: World) -> None:
+    from freshlake.embed.chunking import ChunkerSettings
+    from freshlake.lance.sync import oldest_unread_current_versions
+
+    three_days_of_flights(world)
+    world.run()
+    storage = world.resources["storage"]
+    registry = storage.registry()
+    live = {name: registry.live(name).table_name for name in ("flights", "bookings", "policies")}
+    flights_current = open_table(storage.delta_uri(world.specs["flights"], "current")).version()
+
+    unread = oldest_unread_current_versions(
+        list(world.specs.values()), live=live, progress=storage.progress(), chunker=ChunkerSettings()
+    )
+    assert unread["flights"] == flights_current + 1  # read up to the latest by both followers
+
+    world.flight(f"UA000-{KEYS[0]}", "cancelled", 3)
+    world.run(layers=("raw", "quarantine", "current"))  # embeddings not run: it is behind now
+    unread = oldest_unread_current_versions(
+        list(world.specs.values()), live=live, progress=storage.progress(), chunker=ChunkerSettings()
+    )
+    assert unread["flights"] == flights_current + 1
+    newer = open_table(storage.delta_uri(world.specs["flights"], "current")).version()
+    assert newer > flights_current

@@ -115,6 +115,31 @@ def render_version(spec: StreamSpec, chunker) -> str:
     return f"{chunker.version}|template-{spec.document.version}"
 
 
+def follow_marks(spec: StreamSpec, *, table_name: str, chunker) -> dict[str, str]:
+    """Stream -> name of the progress mark with which `table_name` follows that stream's
+    `current` Change Data Feed (this stream's, and the enrichment stream's)."""
+    assert spec.document is not None
+    version = render_version(spec, chunker)
+    streams = [spec.name] + ([spec.document.enrich.stream] if spec.document.enrich else [])
+    return {s: f"{table_name}<-{s}@{version}" for s in streams}
+
+
+def oldest_unread_current_versions(
+    specs: Sequence[StreamSpec], *, live: Mapping[str, str], progress: Progress, chunker
+) -> dict[str, int]:
+    """Stream -> the oldest `current` version a live embeddings table has yet to read (vacuum
+    keeps its files). `live` maps embedded stream -> its live table name."""
+    oldest: dict[str, int] = {}
+    for spec in specs:
+        if spec.document is None or spec.name not in live:
+            continue
+        for stream, mark in follow_marks(spec, table_name=live[spec.name], chunker=chunker).items():
+            read = progress.get(mark)
+            if read is not None:  # None: the next pass reads the latest snapshot, no history
+                oldest[stream] = min(read + 1, oldest.get(stream, read + 1))
+    return oldest
+
+
 def sync_embeddings(
     *,
     spec: StreamSpec,
@@ -140,8 +165,8 @@ def sync_embeddings(
         raise ValueError(msg)
     live = registry.live(spec.name) if registry is not None else None
     building = registry is not None and (live is None or live.table_name != store.table_name)
-    version = render_version(spec, chunker)
-    mark = f"{store.table_name}<-{spec.name}@{version}"
+    names = follow_marks(spec, table_name=store.table_name, chunker=chunker)
+    mark = names[spec.name]
     rows: dict[str, dict] = {}
     marks: dict[str, int | None] = {}
     joined: dict[str, dict] = {}
@@ -166,7 +191,7 @@ def sync_embeddings(
     if document.enrich is not None:
         other = document.enrich
         if keys is None or building:
-            other_mark = f"{store.table_name}<-{other.stream}@{version}"
+            other_mark = names[other.stream]
             other_changed, other_latest = current_changes(
                 current_uris[other.stream],
                 after=progress.get(other_mark),
