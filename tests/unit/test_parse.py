@@ -809,7 +809,11 @@ def test_json_reader_lands_odd_values_where_the_message_path_does(
         assert raw.num_rows + quarantine.num_rows == len(messages)
 
 
-def test_json_reader_never_reads_a_document_across_values(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("block", [1 << 20, 256])  # one block, or many read in parallel
+def test_json_reader_never_reads_a_document_across_values(
+    block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parse, "_JSON_BLOCK", block)
     # Each value alone is not JSON; joined by newlines they read as three good records.
     values = [
         b'{"id":"a","ok":true,"extra":',
@@ -824,6 +828,17 @@ def test_json_reader_never_reads_a_document_across_values(monkeypatch: pytest.Mo
         assert raw.num_rows == slow_raw.num_rows == 0
         assert quarantine.to_pylist() == slow_quarantine.to_pylist()
         assert quarantine.column("error_class").to_pylist() == ["invalid_json"] * len(chunk)
+    # Newlines inside values (where blocks may end), documents the reader could skip or split.
+    odd = [b'{"id":"a",\n' + b" " * 70 + b'\n"ok":true}', b"{}\n{}", b"{" + b" " * 70 + b"}"]
+    for value in odd:
+        messages = [message(v, key=b"a", topic="s") for v in [SCALAR, value, SCALAR] * 3]
+        (raw, quarantine), (slow_raw, slow_quarantine) = both_paths(SCALARS, messages, monkeypatch)
+        assert raw.to_pylist() == slow_raw.to_pylist()
+        assert quarantine.to_pylist() == slow_quarantine.to_pylist()
+    messages = [message(SCALAR, key=b"a", topic="s")] * 20
+    assert json_table(SCALARS, messages) is not None  # many blocks, read in order
+    (raw, _), (slow_raw, _) = both_paths(SCALARS, messages, monkeypatch)
+    assert raw.to_pylist() == slow_raw.to_pylist()
 
 
 def test_json_reader_reads_floats_like_the_message_path(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -70,7 +70,7 @@ _CHUNK_ROWS = 8192  # messages per Arrow conversion in `split_messages`
 _PASS_ROWS = 1024  # messages per orjson pass of `Splitter._orjson_chunk` (see there)
 _JSON_MAX_WAIT = 16  # chunks `Splitter._json_chunk` sits out after failing again and again
 _MAX_NESTING = 200  # brackets in a value up to which `json.loads` surely does not recurse too deep
-_JSON_BLOCK_LIMIT = 2**31 - 2  # what one block of Arrow's JSON reader can hold
+_JSON_BLOCK = 1 << 20  # bytes per block of Arrow's JSON reader (blocks are read in parallel)
 # Bytes a NaN / Inf / Infinity token can follow (`:`, `,`, `[`, `-`, whitespace).
 _BEFORE_TOKEN = np.frombuffer(b":,[- \t\n\r", dtype=np.uint8)
 _raw_decode = json.JSONDecoder().raw_decode
@@ -725,11 +725,10 @@ class Splitter:
         # documents; with these ends, no document can run from one value into the next (after
         # a value's last `}` comes a newline, then `{`: a syntax error, unless that `}` closed
         # the value's first document), so with the row count checked below, value i is row i.
+        # Blocks end at a newline: a value cut there (at a newline inside it) fails to parse.
         if pc.starts_with(texts, "{").false_count or pc.ends_with(texts, "}").false_count:
             return None
         buffer = b"\n".join(values)
-        if len(buffer) > _JSON_BLOCK_LIMIT:
-            return None
         data = np.frombuffer(buffer, dtype=np.uint8)
         # NaN / Infinity tokens: the reader also takes `Inf` and `-NaN`, json.loads does not.
         if _has_nan_or_inf(data):
@@ -741,7 +740,7 @@ class Splitter:
         # Integers longer than Python converts from text (ignored fields too).
         if _has_long_integer(value_array):
             return None
-        options = pj.ReadOptions(use_threads=False, block_size=len(buffer) + 1)  # one block
+        options = pj.ReadOptions(use_threads=True, block_size=_JSON_BLOCK)
         read = pj.read_json(pa.py_buffer(buffer), read_options=options, parse_options=c.json_options)
         if read.num_rows != n:  # a value held more than one document
             return None
