@@ -8,11 +8,6 @@ severity; producer on again -> one `resolve` per incident, and nothing more.
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -23,13 +18,11 @@ from typing import Any
 import pytest
 
 from freshlake.alerts.incidents import dedup_key
-from freshlake.kafka.broker import free_port
-from tests.e2e.test_dev import alive, descendants
+from tests.e2e.devproc import freshlake_dev
 from tests.receiver import Received, local_receiver
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKSPACE = Path(__file__).resolve().parent / "short_windows" / "workspace.yaml"
 STREAM = "flights"
 ASSETS = (f"{STREAM}/raw", f"{STREAM}/quarantine", f"{STREAM}/current", f"{STREAM}/embeddings")
@@ -102,155 +95,108 @@ def wait_for(what: str, condition: Callable[[], bool], *, timeout: float, contex
 
 @pytest.mark.timeout(480)
 def test_freshness_pages_once_per_incident_and_resolves(tmp_path) -> None:
-    home = tmp_path / "home"
-    port = free_port()
     with local_receiver() as pagerduty, local_receiver() as slack:
         env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DAGSTER_HOME", "FRESHLAKE_EMBEDDER_URL"}
+            "FRESHNESS_DAEMON_INTERVAL_SECONDS": str(DAEMON_INTERVAL_S),
+            "FRESHLAKE_PAGERDUTY_URL": pagerduty.url,
+            "FRESHLAKE_PAGERDUTY_ROUTING_KEY": ROUTING_KEY,
+            "FRESHLAKE_SLACK_WEBHOOK_URL": slack.url,
         }
-        env.update(
-            FRESHLAKE_HOME=str(home),
-            PYTHONUNBUFFERED="1",
-            FRESHNESS_DAEMON_INTERVAL_SECONDS=str(DAEMON_INTERVAL_S),
-            FRESHLAKE_PAGERDUTY_URL=pagerduty.url,
-            FRESHLAKE_PAGERDUTY_ROUTING_KEY=ROUTING_KEY,
-            FRESHLAKE_SLACK_WEBHOOK_URL=slack.url,
-        )
-        log_path = tmp_path / "dev.log"
-        log = log_path.open("w+")
-        dev = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "freshlake.cli",
-                "dev",
-                "--workspace",
-                str(WORKSPACE),
-                "--no-producer",
-                "--port",
-                str(port),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        producer: Producer | None = None
-        family: set[int] = set()
-        seen: list[tuple[float, dict[str, str]]] = []
-        started = time.monotonic()
+        args = ["--workspace", str(WORKSPACE), "--no-producer"]
+        with freshlake_dev(tmp_path, args=args, env=env) as dev:
+            home, log_path, bootstrap = dev.home, dev.log_path, dev.bootstrap
+            producer: Producer | None = None
+            seen: list[tuple[float, dict[str, str]]] = []
+            started = time.monotonic()
 
-        def states() -> dict[str, str]:
-            now = freshness_states(home / "dagster")
-            if now and (not seen or seen[-1][1] != now):
-                seen.append((round(time.monotonic() - started, 1), now))
-            return now
+            def states() -> dict[str, str]:
+                now = freshness_states(home / "dagster")
+                if now and (not seen or seen[-1][1] != now):
+                    seen.append((round(time.monotonic() - started, 1), now))
+                return now
 
-        def context() -> str:
-            events = [
-                (e["event_action"], e["dedup_key"], e.get("payload", {}).get("severity"))
-                for e in pagerduty_events(pagerduty)
-            ]
-            return (
-                f"freshness states seen: {seen}\npagerduty: {events}\n"
-                f"dev log tail:\n{log_path.read_text()[-4000:]}"
-            )
-
-        try:
-            bootstrap = None
-            deadline = time.monotonic() + 150
-            while time.monotonic() < deadline and bootstrap is None:
-                assert dev.poll() is None, log_path.read_text()[-4000:]
-                found = re.search(r"freshlake is up: .* broker (\S+)", log_path.read_text())
-                bootstrap = found.group(1) if found else None
-                time.sleep(1)
-            assert bootstrap, log_path.read_text()[-4000:]
-            family = descendants(dev.pid)
-
-            # Producer on: the sensors ingest, embed, and every watched asset is PASS.
-            producer = Producer(bootstrap)
-            producer.start(seed=1)
-            wait_for(
-                "every asset PASS with the producer on",
-                lambda: set(states().values()) == {"PASS"},
-                timeout=150,
-                context=context,
-            )
-            assert pagerduty_events(pagerduty) == []  # nothing to page while fresh
-
-            # Producer off: WARN after 60 s, FAIL after 90 s; one trigger per incident and severity.
-            producer.stop()
-            stopped = time.monotonic()
-            wait_for(
-                "every asset WARN",
-                lambda: set(states().values()) == {"WARN"},
-                timeout=120,
-                context=context,
-            )
-            assert time.monotonic() - stopped >= 50, context()  # not before the warn window
-
-            def all_failed_and_paged() -> bool:
-                triggered = {
-                    e["dedup_key"]
+            def context() -> str:
+                events = [
+                    (e["event_action"], e["dedup_key"], e.get("payload", {}).get("severity"))
                     for e in pagerduty_events(pagerduty)
-                    if e["event_action"] == "trigger" and e["payload"]["severity"] == "critical"
-                }
-                return set(states().values()) == {"FAIL"} and FRESHNESS_KEYS <= triggered
+                ]
+                return (
+                    f"freshness states seen: {seen}\npagerduty: {events}\n"
+                    f"dev log tail:\n{log_path.read_text()[-4000:]}"
+                )
 
-            wait_for("every asset FAIL and paged critical", all_failed_and_paged, timeout=90, context=context)
-            time.sleep(12)  # more sensor ticks see the same FAIL: they must not page again
-            triggers = [e for e in pagerduty_events(pagerduty) if e["event_action"] == "trigger"]
-            assert all(e["event_action"] == "trigger" for e in pagerduty_events(pagerduty)), context()
-            for key in FRESHNESS_KEYS:
-                severities = [e["payload"]["severity"] for e in triggers if e["dedup_key"] == key]
-                assert severities == ["warning", "critical"], (key, context())
-            counts = Counter((e["dedup_key"], e["payload"]["severity"]) for e in triggers)
-            assert all(n == 1 for n in counts.values()), (counts, context())
-            assert {e["routing_key"] for e in triggers} == {ROUTING_KEY}
-            paged = {e["dedup_key"] for e in triggers}
-
-            # Producer on again: fresh materializations -> PASS -> one resolve per incident.
-            producer.start(seed=2)
-
-            def all_resolved() -> bool:
-                resolved = {
-                    e["dedup_key"] for e in pagerduty_events(pagerduty) if e["event_action"] == "resolve"
-                }
-                return set(states().values()) == {"PASS"} and paged <= resolved
-
-            wait_for("every incident resolved", all_resolved, timeout=120, context=context)
-            time.sleep(12)  # more ticks see PASS: no second resolve, no new trigger
-            events = pagerduty_events(pagerduty)
-            by_key: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
-            for e in events:
-                by_key[e["dedup_key"]].append((e["event_action"], e.get("payload", {}).get("severity")))
-            assert set(by_key) == paged, context()
-            for key, actions in by_key.items():
-                assert actions[-1] == ("resolve", None), (key, context())
-                assert [a for a, _ in actions].count("resolve") == 1, (key, context())
-            # Slack got the same notifications, one message each.
-            slack_texts = [b["text"] for b in slack.bodies]
-            assert len(slack_texts) == len(events), (slack_texts, context())
-            for key in FRESHNESS_KEYS:
-                asset = key.split(":")[1]
-                assert sum(f"{asset} freshness" in t and "RESOLVED" in t for t in slack_texts) == 1
-        finally:
-            if producer is not None:
-                producer.stop_event.set()
-                if producer.thread is not None:
-                    producer.thread.join(timeout=30)
-            family |= descendants(dev.pid)
-            dev.send_signal(signal.SIGINT)
             try:
-                dev.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                dev.kill()
-                raise
-            log.close()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(alive(p) for p in family):
-        time.sleep(0.5)
-    assert not [p for p in family if alive(p)], "processes left behind after Ctrl-C"
-    assert "freshlake stopped" in log_path.read_text()
+                # Producer on: the sensors ingest, embed, and every watched asset is PASS.
+                producer = Producer(bootstrap)
+                producer.start(seed=1)
+                wait_for(
+                    "every asset PASS with the producer on",
+                    lambda: set(states().values()) == {"PASS"},
+                    timeout=150,
+                    context=context,
+                )
+                assert pagerduty_events(pagerduty) == []  # nothing to page while fresh
+
+                # Producer off: WARN after 60 s, FAIL after 90 s; one trigger per incident and severity.
+                producer.stop()
+                stopped = time.monotonic()
+                wait_for(
+                    "every asset WARN",
+                    lambda: set(states().values()) == {"WARN"},
+                    timeout=120,
+                    context=context,
+                )
+                assert time.monotonic() - stopped >= 50, context()  # not before the warn window
+
+                def all_failed_and_paged() -> bool:
+                    triggered = {
+                        e["dedup_key"]
+                        for e in pagerduty_events(pagerduty)
+                        if e["event_action"] == "trigger" and e["payload"]["severity"] == "critical"
+                    }
+                    return set(states().values()) == {"FAIL"} and FRESHNESS_KEYS <= triggered
+
+                wait_for(
+                    "every asset FAIL and paged critical", all_failed_and_paged, timeout=90, context=context
+                )
+                time.sleep(12)  # more sensor ticks see the same FAIL: they must not page again
+                triggers = [e for e in pagerduty_events(pagerduty) if e["event_action"] == "trigger"]
+                assert all(e["event_action"] == "trigger" for e in pagerduty_events(pagerduty)), context()
+                for key in FRESHNESS_KEYS:
+                    severities = [e["payload"]["severity"] for e in triggers if e["dedup_key"] == key]
+                    assert severities == ["warning", "critical"], (key, context())
+                counts = Counter((e["dedup_key"], e["payload"]["severity"]) for e in triggers)
+                assert all(n == 1 for n in counts.values()), (counts, context())
+                assert {e["routing_key"] for e in triggers} == {ROUTING_KEY}
+                paged = {e["dedup_key"] for e in triggers}
+
+                # Producer on again: fresh materializations -> PASS -> one resolve per incident.
+                producer.start(seed=2)
+
+                def all_resolved() -> bool:
+                    resolved = {
+                        e["dedup_key"] for e in pagerduty_events(pagerduty) if e["event_action"] == "resolve"
+                    }
+                    return set(states().values()) == {"PASS"} and paged <= resolved
+
+                wait_for("every incident resolved", all_resolved, timeout=120, context=context)
+                time.sleep(12)  # more ticks see PASS: no second resolve, no new trigger
+                events = pagerduty_events(pagerduty)
+                by_key: dict[str, list[tuple[str, str | None]]] = defaultdict(list)
+                for e in events:
+                    by_key[e["dedup_key"]].append((e["event_action"], e.get("payload", {}).get("severity")))
+                assert set(by_key) == paged, context()
+                for key, actions in by_key.items():
+                    assert actions[-1] == ("resolve", None), (key, context())
+                    assert [a for a, _ in actions].count("resolve") == 1, (key, context())
+                # Slack got the same notifications, one message each.
+                slack_texts = [b["text"] for b in slack.bodies]
+                assert len(slack_texts) == len(events), (slack_texts, context())
+                for key in FRESHNESS_KEYS:
+                    asset = key.split(":")[1]
+                    assert sum(f"{asset} freshness" in t and "RESOLVED" in t for t in slack_texts) == 1
+            finally:
+                if producer is not None:
+                    producer.stop_event.set()
+                    if producer.thread is not None:
+                        producer.thread.join(timeout=30)

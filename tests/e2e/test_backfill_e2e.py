@@ -11,11 +11,6 @@ leave row counts, rows and search results exactly as they were.
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -23,13 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from freshlake.kafka.broker import free_port
+from tests.e2e.devproc import freshlake_dev
 from tests.e2e.test_alerts_e2e import WORKSPACE, wait_for
-from tests.e2e.test_dev import alive, descendants
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[2]
 NOON = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
 DAYS = [NOON - timedelta(days=n) for n in (3, 2, 1)]
 KEYS = [d.strftime("%Y-%m-%d") for d in DAYS]
@@ -141,50 +134,9 @@ def embedded_rows(home: Path) -> int:
 
 @pytest.mark.timeout(600)
 def test_ui_backfill_of_three_processed_days_is_one_run_and_changes_nothing(tmp_path) -> None:
-    home = tmp_path / "home"
-    port = free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DAGSTER_HOME", "FRESHLAKE_EMBEDDER_URL"}
-    }
-    env.update(FRESHLAKE_HOME=str(home), PYTHONUNBUFFERED="1")
-    log_path = tmp_path / "dev.log"
-    log = log_path.open("w+")
-    dev = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "freshlake.cli",
-            "dev",
-            "--workspace",
-            str(WORKSPACE),
-            "--no-producer",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    family: set[int] = set()
-
-    def context() -> str:
-        return f"dev log tail:\n{log_path.read_text()[-4000:]}"
-
-    try:
-        found = None
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline and found is None:
-            assert dev.poll() is None, context()
-            found = re.search(r"freshlake is up: .* broker (\S+)\s+embedder (\S+)", log_path.read_text())
-            time.sleep(1)
-        assert found, context()
-        bootstrap, embedder_url = found.group(1), found.group(2)
-        family = descendants(dev.pid)
-
-        produce_three_days(bootstrap)
+    with freshlake_dev(tmp_path, args=["--workspace", str(WORKSPACE), "--no-producer"]) as dev:
+        home, port, embedder_url, context = dev.home, dev.port, dev.embedder_url, dev.log_tail
+        produce_three_days(dev.bootstrap)
         total = 3 * FLIGHTS_PER_DAY
         wait_for(
             "the sensor runs to embed every flight",
@@ -237,16 +189,3 @@ def test_ui_backfill_of_three_processed_days_is_one_run_and_changes_nothing(tmp_
         after = snapshot(home, embedder_url)
         assert len(after[0]) == len(before[0]) == total and len(after[1]) == len(before[1]) == total
         assert after == before
-    finally:
-        family |= descendants(dev.pid)
-        dev.send_signal(signal.SIGINT)
-        try:
-            dev.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            dev.kill()
-            raise
-        log.close()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(alive(p) for p in family):
-        time.sleep(0.5)
-    assert not [p for p in family if alive(p)], "processes left behind after Ctrl-C"

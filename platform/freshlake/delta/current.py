@@ -104,6 +104,22 @@ def raw_changes(raw_uri: str, *, after: int | None, storage_options: Mapping[str
     return table, (first, latest)
 
 
+def _nothing_folded(
+    current_uri: str, *, started: float, storage_options: Mapping[str, str] | None
+) -> FoldResult:
+    table = open_table(current_uri, storage_options=storage_options)
+    return FoldResult(
+        raw_versions=None,
+        raw_rows=0,
+        keys_upserted=0,
+        keys_deleted=0,
+        rows_inserted=0,
+        rows_updated=0,
+        current_version=table.version(),
+        seconds=time.perf_counter() - started,
+    )
+
+
 def fold_into_current(
     *,
     spec: StreamSpec,
@@ -120,17 +136,7 @@ def fold_into_current(
         after = last_folded_raw_version(current_uri, storage_options=storage_options)
         changes, versions = raw_changes(raw_uri, after=after, storage_options=storage_options)
         if versions is None:
-            table = open_table(current_uri, storage_options=storage_options)
-            return FoldResult(
-                raw_versions=None,
-                raw_rows=0,
-                keys_upserted=0,
-                keys_deleted=0,
-                rows_inserted=0,
-                rows_updated=0,
-                current_version=table.version(),
-                seconds=time.perf_counter() - t0,
-            )
+            return _nothing_folded(current_uri, started=t0, storage_options=storage_options)
         try:
             result = merge_into_current(
                 spec=spec,
@@ -173,17 +179,7 @@ def rederive_current(
         ensure_table(
             current_uri, schema=current_schema(spec), storage_options=storage_options, partition_by=[]
         )
-        table = open_table(current_uri, storage_options=storage_options)
-        return FoldResult(
-            raw_versions=None,
-            raw_rows=0,
-            keys_upserted=0,
-            keys_deleted=0,
-            rows_inserted=0,
-            rows_updated=0,
-            current_version=table.version(),
-            seconds=time.perf_counter() - t0,
-        )
+        return _nothing_folded(current_uri, started=t0, storage_options=storage_options)
     rows = rows.append_column("_commit_version", pa.array([version] * rows.num_rows, pa.int64()))
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         try:

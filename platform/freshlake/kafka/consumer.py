@@ -52,18 +52,9 @@ def topic_partitions(config: Mapping[str, object], *, topic: str, timeout: float
 
     One metadata request, which also tells whether the broker answers at all.
     """
-    from freshlake.kafka.topics import admin_client
+    from freshlake.kafka.topics import cluster_metadata
 
-    try:
-        # A metadata request naming the topic would auto-create it on some brokers: ask for all.
-        metadata = admin_client(config).list_topics(timeout=timeout)
-    except Exception as exc:
-        msg = (
-            f"no Kafka broker answers at {config.get('bootstrap.servers')} within {timeout:.0f}s: check "
-            "KAFKA_BOOTSTRAP_SERVERS (and security settings), or unset it to use the embedded "
-            f"broker ({type(exc).__name__})"
-        )
-        raise FreshlakeConfigError(msg) from None
+    metadata = cluster_metadata(config, timeout=timeout)
     found = metadata.topics.get(topic)
     if found is None or found.error is not None or not found.partitions:
         msg = (

@@ -14,19 +14,23 @@ def admin_client(config: Mapping[str, object]):
     return AdminClient({"log_level": 0, **config})
 
 
-def check_reachable(config: Mapping[str, object], *, timeout: float = 5.0) -> str:
-    """Return the cluster id, or fail with a message that names the address and the fix."""
-    bootstrap = config.get("bootstrap.servers")
+def cluster_metadata(config: Mapping[str, object], *, timeout: float = 5.0):
+    """All topics' metadata from one request (naming no topic, so nothing is auto-created), or
+    a config error that names the address and the fix."""
     try:
-        metadata = admin_client(config).list_topics(timeout=timeout)
+        return admin_client(config).list_topics(timeout=timeout)
     except Exception as exc:
         msg = (
-            f"no Kafka broker answers at {bootstrap} within {timeout:.0f}s: check "
+            f"no Kafka broker answers at {config.get('bootstrap.servers')} within {timeout:.0f}s: check "
             "KAFKA_BOOTSTRAP_SERVERS (and security settings), or unset it to use the embedded "
             f"broker ({type(exc).__name__})"
         )
         raise FreshlakeConfigError(msg) from None
-    return str(metadata.cluster_id)
+
+
+def check_reachable(config: Mapping[str, object], *, timeout: float = 5.0) -> str:
+    """Return the cluster id, or fail with a message that names the address and the fix."""
+    return str(cluster_metadata(config, timeout=timeout).cluster_id)
 
 
 def existing_topics(config: Mapping[str, object], *, timeout: float = 5.0) -> dict[str, int]:
