@@ -236,3 +236,34 @@ def test_raw_backfill_beside_streaming_ingestion_loses_and_duplicates_nothing(wo
     for p in {p for p, _ in got}:  # and no gap: every partition holds 0..last
         offsets = [o for q, o in got if q == p]
         assert offsets == list(range(len(offsets)))
+
+
+def test_hourly_raw_backfill_replaces_exactly_its_hour(world: World) -> None:
+    import dataclasses
+
+    from freshlake.ingest.backfill import reingest_window
+    from freshlake.partitions import window
+    from freshlake.streams import Partitioning
+
+    three_days_of_flights(world)  # each day: minutes 0-9 and 30-39 past noon, all in one hour
+    day = DAYS[1]
+    for n in range(5):  # and five more in the next hour of that day
+        world.flight(f"UA7{n:02d}-late", "scheduled", 1, at=day + timedelta(hours=1, minutes=n))
+    world.run()
+    storage = world.resources["storage"]
+    spec = dataclasses.replace(world.specs["flights"], partitioning=Partitioning(cadence="hourly"))
+    before = coordinates(world)
+    table = open_table(storage.delta_uri(spec, "raw"))
+    table.delete(f"kafka_date = '{KEYS[1]}' AND key LIKE 'UA7%'")  # lose the 13:00 hour only
+    assert len(coordinates(world)) == len(before) - 5
+
+    hour = (day + timedelta(hours=1)).strftime("%Y-%m-%d-%H:%M")
+    result = reingest_window(
+        spec=spec,
+        kafka_config=world.resources["kafka"].client_config(),
+        tables=storage.raw_tables(spec),
+        window=window([hour], cadence="hourly"),
+    )
+
+    assert result.rows_written == 5
+    assert coordinates(world) == before

@@ -1,9 +1,10 @@
 """Re-ingesting a time window of raw data from Kafka: a damaged or lost day, replaced atomically.
 
-Which offsets hold the window is read from the raw (and quarantine) table itself: per Kafka
-partition, the window starts after the last offset the tables hold before it and ends at the
-first offset they hold after it, or at the committed offset. The broker's time lookup is not
-used (`offsets_for_times` answers with broker write time on some brokers, and 0 for "none").
+Which offsets hold the window is read from the raw (and quarantine) table itself: every
+committed offset is held exactly once by one of them, so the window's offsets are the committed
+ones not held for messages of another window (held for this one, or lost). That holds with
+out-of-order message times too. The broker's time lookup is not used (`offsets_for_times`
+answers with broker write time on some brokers, and 0 for "none").
 Only offsets at or below the committed txn versions are re-read, and the commit carries no app
 transactions, so what the table says was ingested never moves. Each table is replaced in one
 Delta commit (`overwrite` with a predicate over the window and the offsets re-read), so readers
@@ -17,12 +18,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from freshlake.delta.schemas import PARTITION_COLUMN
 from freshlake.delta.tables import COMMIT_ATTEMPTS, committed_offsets, open_table
-from freshlake.ingest.plan import OffsetRange, OffsetsLostToRetention
+from freshlake.ingest.plan import OffsetRange
 from freshlake.ingest.raw import RawTables
 from freshlake.partitions import TimeWindow
 from freshlake.streams import StreamSpec
@@ -41,86 +43,94 @@ class ReingestResult:
     seconds: float
 
 
-def _neighbours(
+def _held_outside(
     uris: list[str], *, window: TimeWindow, storage_options: Mapping[str, str] | None
-) -> tuple[dict[int, int], dict[int, int]]:
-    """Per Kafka partition: the last offset held before the window, the first held after it."""
+) -> dict[int, np.ndarray]:
+    """Per Kafka partition: the sorted offsets the tables hold for messages outside `window`."""
     import polars as pl
 
-    before: dict[int, int] = {}
-    after: dict[int, int] = {}
     ts, day = pl.col("kafka_timestamp"), pl.col(PARTITION_COLUMN)
-    first, last = window.dates[0], window.dates[-1]
+    inside = day.is_in(window.dates) & (ts.is_null() | ((ts >= window.start) & (ts < window.end)))
+    parts: list[pl.DataFrame] = []
     for uri in uris:
         table = open_table(uri, storage_options=storage_options)
-        if table is None:
-            continue
-        coords = pl.scan_delta(table).select(
-            "kafka_partition", "kafka_offset", "kafka_timestamp", PARTITION_COLUMN
-        )
-        earlier = (
-            coords.filter((day < first) | ((day == first) & (ts < window.start)))
-            .group_by("kafka_partition")
-            .agg(pl.col("kafka_offset").max())
-            .collect()
-        )
-        later = (
-            coords.filter((day > last) | ((day == last) & (ts >= window.end)))
-            .group_by("kafka_partition")
-            .agg(pl.col("kafka_offset").min())
-            .collect()
-        )
-        for p, o in earlier.iter_rows():
-            before[p] = max(o, before.get(p, o))
-        for p, o in later.iter_rows():
-            after[p] = min(o, after.get(p, o))
-    return before, after
+        if table is not None:
+            parts.append(
+                pl.scan_delta(table).filter(~inside).select("kafka_partition", "kafka_offset").collect()
+            )
+    if not parts:
+        return {}
+    frame = pl.concat(parts)
+    return {
+        int(p): np.unique(group.get_column("kafka_offset").to_numpy())
+        for (p,), group in frame.group_by("kafka_partition")
+    }
 
 
 def plan_window(
     *,
-    topic: str,
     partitions: list[int],
     committed: Mapping[int, int | None],
     low: Mapping[int, int],
-    before: Mapping[int, int],
-    after: Mapping[int, int],
+    outside: Mapping[int, np.ndarray],
 ) -> list[OffsetRange]:
-    """The offsets to re-read per partition (pure; see the module docstring).
+    """Per partition, the span of offsets to re-read (pure).
 
-    Raises:
-        OffsetsLostToRetention: the broker no longer holds part of the window.
+    Every committed offset is held exactly once by raw or quarantine, so the window's messages
+    are the committed offsets not held for another window: those held for this one, and the
+    missing ones (lost rows). With out-of-order timestamps they need not be contiguous: the span
+    runs from the first to the last of them, and `wanted` picks them out of what is read.
+    Offsets below the broker's start can no longer be read: rows held for them are kept as
+    they are (the replace predicate starts at the span).
     """
     ranges = []
     for p in partitions:
         last = committed.get(p)
-        if last is None:
-            continue  # nothing ingested from this partition yet: the streaming path reads it
-        start = before[p] + 1 if p in before else low.get(p, 0)
-        end = min(after.get(p, last + 1), last + 1)
-        if end <= start:
-            continue
-        if start < low.get(p, 0):
-            msg = (
-                f"{topic}[{p}]: the window needs offsets from {start}, but the broker now starts at "
-                f"{low[p]} (retention). Nothing was replaced; the raw table still holds what it had."
-            )
-            raise OffsetsLostToRetention(msg)
-        ranges.append(OffsetRange(partition=p, start=start, end=end))
+        first = low.get(p, 0)
+        if last is None or last < first:
+            continue  # nothing ingested yet (the streaming path reads it), or nothing readable
+        size = last - first + 1
+        held = outside.get(p, np.empty(0, np.int64))
+        rel = held[(held >= first) & (held <= last)] - first  # sorted, unique, in [0, size)
+        if rel.size == size:
+            continue  # every readable offset belongs to another window
+        differs = np.flatnonzero(rel != np.arange(rel.size))
+        lo = int(differs[0]) if differs.size else int(rel.size)
+        tail = np.flatnonzero(rel[::-1] != np.arange(size - 1, size - 1 - rel.size, -1))
+        hi = size - 1 - (int(tail[0]) if tail.size else int(rel.size))
+        ranges.append(OffsetRange(partition=p, start=first + lo, end=first + hi + 1))
     return ranges
 
 
-def _predicate(window: TimeWindow, ranges: list[OffsetRange], *, hourly: bool) -> str:
+def wanted(rows: pa.Table, outside: Mapping[int, np.ndarray]) -> pa.Table:
+    """The rows read whose offsets are not held for another window."""
+    if rows.num_rows == 0:
+        return rows
+    keep = np.ones(rows.num_rows, dtype=bool)
+    partitions = rows.column("kafka_partition").to_numpy(zero_copy_only=False)
+    offsets = rows.column("kafka_offset").to_numpy(zero_copy_only=False)
+    for p, held in outside.items():
+        mine = partitions == p
+        keep[mine] &= ~np.isin(offsets[mine], held)
+    return rows.filter(pa.array(keep))
+
+
+def _predicate(window: TimeWindow, ranges: list[OffsetRange]) -> str:
+    """The rows a replace removes: in the window (message time, pruned by date) and in the spans
+    re-read. Rows without a message time are never matched (nor re-written)."""
     dates = ", ".join(f"'{d}'" for d in window.dates)
     spans = " OR ".join(
         f"(kafka_partition = {r.partition} AND kafka_offset >= {r.start} AND kafka_offset < {r.end})"
         for r in ranges
     )
-    text = f"{PARTITION_COLUMN} IN ({dates}) AND ({spans})"
-    if hourly:
-        start, end = (t.strftime("%Y-%m-%dT%H:%M:%S") for t in (window.start, window.end))
-        text += f" AND kafka_timestamp >= TIMESTAMP '{start}Z' AND kafka_timestamp < TIMESTAMP '{end}Z'"
-    return text
+    start, end = (
+        f"arrow_cast('{t.strftime('%Y-%m-%dT%H:%M:%S')}Z', 'Timestamp(Microsecond, Some(\"UTC\"))')"
+        for t in (window.start, window.end)
+    )
+    return (
+        f"{PARTITION_COLUMN} IN ({dates}) AND kafka_timestamp >= {start} AND kafka_timestamp < {end} "
+        f"AND ({spans})"
+    )
 
 
 def _in_window(rows: pa.Table, window: TimeWindow) -> pa.Table:
@@ -171,15 +181,8 @@ def reingest_window(
         committed = committed_offsets(
             tables.raw, topic=spec.topic, partitions=partitions, storage_options=opts
         )
-        before, after = _neighbours([tables.raw, tables.quarantine], window=window, storage_options=opts)
-        ranges = plan_window(
-            topic=spec.topic,
-            partitions=partitions,
-            committed=committed,
-            low=marks.low,
-            before=before,
-            after=after,
-        )
+        outside = _held_outside([tables.raw, tables.quarantine], window=window, storage_options=opts)
+        ranges = plan_window(partitions=partitions, committed=committed, low=marks.low, outside=outside)
         if not ranges:
             return ReingestResult(
                 ranges=[],
@@ -198,8 +201,8 @@ def reingest_window(
             splitter.add(batch)
         raw, bad = splitter.finish()
         # Out-of-order timestamps: rows of other windows inside these offsets stay where they are.
-        raw, bad = _in_window(raw, window), _in_window(bad, window)
-        predicate = _predicate(window, ranges, hourly=spec.partitioning.cadence == "hourly")
+        raw, bad = wanted(_in_window(raw, window), outside), wanted(_in_window(bad, window), outside)
+        predicate = _predicate(window, ranges)
         try:
             q_version = _replace(tables.quarantine, bad, predicate=predicate, storage_options=opts)
             r_version = _replace(tables.raw, raw, predicate=predicate, storage_options=opts)
