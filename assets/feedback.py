@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from assets.keys import raw_key
+from assets.keys import finetuning_key, raw_key
 from assets.partitions import partitions_def
 from assets.raw import column_schema
 from freshlake.embed.chunking import ChunkerSettings
@@ -24,10 +24,6 @@ class FinetuningConfig(dg.Config):
     """`jsonl_dir`: also write `<jsonl_dir>/<YYYY-MM-DD>.jsonl` for each day the run touches."""
 
     jsonl_dir: str | None = None
-
-
-def finetuning_key(spec: StreamSpec) -> dg.AssetKey:
-    return dg.AssetKey([spec.name, LAYER])
 
 
 def build_finetuning_asset(spec: StreamSpec, *, streams: Sequence[StreamSpec]) -> dg.AssetsDefinition:

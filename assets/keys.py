@@ -23,3 +23,7 @@ def current_key(spec: StreamSpec) -> dg.AssetKey:
 
 def embeddings_key(spec: StreamSpec) -> dg.AssetKey:
     return dg.AssetKey([spec.name, "embeddings"])
+
+
+def finetuning_key(spec: StreamSpec) -> dg.AssetKey:
+    return dg.AssetKey([spec.name, "finetuning"])

@@ -13,7 +13,8 @@ import dagster as dg
 import polars as pl
 from deltalake import DeltaTable
 
-from assets.feedback import build_feedback_definitions, finetuning_key
+from assets.feedback import build_feedback_definitions
+from assets.keys import finetuning_key
 from freshlake.delta.tables import append_offsets
 from freshlake.ingest.parse import split_messages
 from freshlake.kafka.messages import KafkaMessage
