@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 
 from assets.keys import embeddings_key
+from assets.partitions import current_partition
 from assets.processed import build_embeddings_asset
 from freshlake.embed.models import HashEmbedder
 from freshlake.lance.search import search
 from resources.embedder import EmbedderResource
-from tests.integration.test_processed import TODAY, World
+from tests.integration.test_processed import World
 
 pytestmark = pytest.mark.integration
 
@@ -84,7 +85,8 @@ def test_a_model_switch_shows_the_embeddings_stale(world: World) -> None:
 
     world.flight("UA1-x", "scheduled", 1)
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize(world.assets, resources=world.resources, partition_key=TODAY, instance=instance)
+    today = current_partition(world.specs["flights"])
+    result = dg.materialize(world.assets, resources=world.resources, partition_key=today, instance=instance)
     assert result.success
     spec = world.specs["flights"]
 
@@ -97,7 +99,7 @@ def test_a_model_switch_shows_the_embeddings_stale(world: World) -> None:
         ]
         graph = dg.Definitions(assets=assets, resources=world.resources).get_repository_def().asset_graph
         resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
-        return resolver.get_status(embeddings_key(spec), TODAY)
+        return resolver.get_status(embeddings_key(spec), today)
 
     assert status(None) == StaleStatus.FRESH
     assert status("sentence-transformers/all-MiniLM-L6-v2@float32") == StaleStatus.STALE

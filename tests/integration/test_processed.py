@@ -40,8 +40,6 @@ SENTENCES = [
     "Compensation under passenger rights rules depends on the distance and the delay on arrival.",
 ]
 
-TODAY = current_partition(stream_by_name("flights"))  # the partition streaming runs write
-
 
 def policy_body(chunks: int, seed: int) -> str:
     """A policy text that the default chunker cuts into exactly `chunks` chunks."""
@@ -176,7 +174,9 @@ class World:
         runnable = [a for a in self.assets if isinstance(a, dg.AssetsDefinition)]
         keys = [key for a in runnable for key in a.keys if not layers or key.path[-1] in layers]
         if backfill is None:
-            options = {"partition_key": TODAY}
+            options = {
+                "partition_key": current_partition(stream_by_name("flights"))
+            }  # asked at each run: the day may roll over mid-suite
         else:
             options = {
                 "tags": {

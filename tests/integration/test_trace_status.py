@@ -23,8 +23,6 @@ from tests.integration.test_processed import World
 
 pytestmark = pytest.mark.integration
 
-TODAY = current_partition(stream_by_name("flights"))  # the partition streaming runs write
-
 
 def produce_flight(world: World, flight_id: str, status: str, version: int) -> tuple[int, int]:
     """One flight event with event_time now; its (partition, offset) from the delivery report."""
@@ -138,7 +136,7 @@ def test_lag_checks_in_a_run_pass_then_fail(world: World, kafka_config) -> None:
     result = dg.materialize(
         [*world.assets, *checks],
         resources=world.resources,
-        partition_key=TODAY,
+        partition_key=current_partition(stream_by_name("flights")),
     )
     assert result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
