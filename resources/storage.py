@@ -27,14 +27,6 @@ class StorageResource(dg.ConfigurableResource):
     def lance_uri(self) -> str:
         return (self.lance_root or store_roots()[1]).rstrip("/")
 
-    def chunk_store(self, spec: StreamSpec, *, dimension: int):
-        """The live table of `spec` (what searches read); `dimension` is checked against it."""
-        store = self.live_store(spec)
-        if store is not None and store.dimension != dimension:
-            msg = f"{spec.name}: live table has dimension {store.dimension}, not {dimension}"
-            raise ValueError(msg)
-        return store
-
     def registry(self):
         from freshlake.lance.tables import TableRegistry
 

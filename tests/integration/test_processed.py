@@ -198,14 +198,14 @@ class World:
         return out
 
     def rows(self, stream: str) -> list[dict]:
-        store = self.resources["storage"].chunk_store(self.specs[stream], dimension=384)
+        store = self.resources["storage"].live_store(self.specs[stream])
         return sorted(store._open().to_arrow().to_pylist(), key=lambda r: r["chunk_id"])
 
     def search(self, query: str, **kwargs):
         from freshlake.embed.models import HashEmbedder
         from freshlake.lance.search import search
 
-        stores = [self.resources["storage"].chunk_store(s, dimension=384) for s in self.specs.values()]
+        stores = [self.resources["storage"].live_store(s) for s in self.specs.values()]
         return search(stores=stores, embedder=HashEmbedder(), query=query, **kwargs)
 
 

@@ -40,7 +40,7 @@ def test_refund_question_finds_policy_and_cancelled_flight(kafka_config, tmp_pat
     from freshlake.embed.models import SentenceTransformerEmbedder
     from freshlake.lance.search import search
 
-    stores = [world.resources["storage"].chunk_store(s, dimension=384) for s in world.specs.values()]
+    stores = [world.resources["storage"].live_store(s) for s in world.specs.values()]
     hits = search(
         stores=stores,
         embedder=SentenceTransformerEmbedder(),

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -128,31 +128,13 @@ def fold_into_current(
     storage_options: Mapping[str, str] | None = None,
 ) -> FoldResult:
     """Fold raw commits not yet folded into `current`, in one guarded MERGE."""
-    from deltalake.exceptions import CommitFailedError
 
-    t0 = time.perf_counter()
-    ensure_table(current_uri, schema=current_schema(spec), storage_options=storage_options, partition_by=[])
-    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+    def plan() -> tuple[pa.Table, tuple[int, int], int | None] | None:
         after = last_folded_raw_version(current_uri, storage_options=storage_options)
         changes, versions = raw_changes(raw_uri, after=after, storage_options=storage_options)
-        if versions is None:
-            return _nothing_folded(current_uri, started=t0, storage_options=storage_options)
-        try:
-            result = merge_into_current(
-                spec=spec,
-                current_uri=current_uri,
-                raw_rows=changes,
-                raw_version=versions[1],
-                storage_options=storage_options,
-            )
-        except CommitFailedError:
-            log.warning("current merge conflict, retrying", extra={"stream": spec.name, "attempt": attempt})
-            continue
-        return FoldResult(
-            **{**result.__dict__, "raw_versions": versions, "seconds": time.perf_counter() - t0}
-        )
-    msg = f"could not merge into {current_uri} after {COMMIT_ATTEMPTS} attempts (concurrent writers)"
-    raise RuntimeError(msg)
+        return None if versions is None else (changes, versions, versions[1])
+
+    return _fold_retrying(spec=spec, current_uri=current_uri, plan=plan, storage_options=storage_options)
 
 
 def rederive_current(
@@ -169,32 +151,49 @@ def rederive_current(
     backfill of last week leaves today's state as it is. The incremental record (the last raw
     version folded) is not moved. `raw_delta_version` of rows it inserts is the raw version read.
     """
-    from deltalake.exceptions import CommitFailedError
-
     from freshlake.delta.windows import read_window
 
+    def plan() -> tuple[pa.Table, tuple[int, int], int | None] | None:
+        rows, version = read_window(raw_uri, window=window, storage_options=storage_options)
+        if version is None or rows.num_rows == 0:
+            return None
+        rows = rows.append_column("_commit_version", pa.array([version] * rows.num_rows, pa.int64()))
+        return rows, (version, version), None
+
+    return _fold_retrying(spec=spec, current_uri=current_uri, plan=plan, storage_options=storage_options)
+
+
+def _fold_retrying(
+    *,
+    spec: StreamSpec,
+    current_uri: str,
+    plan: Callable[[], tuple[pa.Table, tuple[int, int], int | None] | None],
+    storage_options: Mapping[str, str] | None,
+) -> FoldResult:
+    """`plan()` (rows, raw versions read, raw version to record or None; None: nothing to fold),
+    merged; a concurrent writer's commit makes it plan again."""
+    from deltalake.exceptions import CommitFailedError
+
     t0 = time.perf_counter()
-    rows, version = read_window(raw_uri, window=window, storage_options=storage_options)
-    if version is None or rows.num_rows == 0:
-        ensure_table(
-            current_uri, schema=current_schema(spec), storage_options=storage_options, partition_by=[]
-        )
-        return _nothing_folded(current_uri, started=t0, storage_options=storage_options)
-    rows = rows.append_column("_commit_version", pa.array([version] * rows.num_rows, pa.int64()))
+    ensure_table(current_uri, schema=current_schema(spec), storage_options=storage_options, partition_by=[])
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        planned = plan()
+        if planned is None:
+            return _nothing_folded(current_uri, started=t0, storage_options=storage_options)
+        rows, versions, record = planned
         try:
             result = merge_into_current(
                 spec=spec,
                 current_uri=current_uri,
                 raw_rows=rows,
-                raw_version=None,
+                raw_version=record,
                 storage_options=storage_options,
             )
         except CommitFailedError:
             log.warning("current merge conflict, retrying", extra={"stream": spec.name, "attempt": attempt})
             continue
         return FoldResult(
-            **{**result.__dict__, "raw_versions": (version, version), "seconds": time.perf_counter() - t0}
+            **{**result.__dict__, "raw_versions": versions, "seconds": time.perf_counter() - t0}
         )
     msg = f"could not merge into {current_uri} after {COMMIT_ATTEMPTS} attempts (concurrent writers)"
     raise RuntimeError(msg)

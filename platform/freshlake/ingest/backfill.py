@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -194,7 +195,7 @@ def reingest_window(
                 seconds=time.perf_counter() - t0,
             )
         old, _ = read_window(tables.raw, window=window, columns=["kafka_offset"], storage_options=opts)
-        splitter = Splitter(spec, ingested_at=_now())
+        splitter = Splitter(spec, ingested_at=datetime.now(UTC))
         for batch in read_batches(
             kafka_config, topic=spec.topic, ranges={r.partition: (r.start, r.end) for r in ranges}
         ):
@@ -224,9 +225,3 @@ def reingest_window(
         )
     msg = f"could not replace {window.dates} in {tables.raw} after {COMMIT_ATTEMPTS} attempts"
     raise RuntimeError(msg)
-
-
-def _now():
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
