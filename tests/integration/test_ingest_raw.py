@@ -135,17 +135,32 @@ CRASHING_RUN = textwrap.dedent(
     import dataclasses
 
     crash_at, topic, bootstrap, raw_uri, q_uri = sys.argv[1:6]
-    real = delta_tables.append_offsets
+    real, real_stream = delta_tables.append_offsets, delta_tables.append_stream
+
+    def kill(where):
+        print(f"killed in {where}", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
 
     def append(uri, *args, **kwargs):
         if crash_at == "before_raw_commit" and uri == raw_uri:
-            os.kill(os.getpid(), signal.SIGKILL)
+            kill("append_offsets")
         result = real(uri, *args, **kwargs)
         if crash_at == "after_raw_commit" and uri == raw_uri:
-            os.kill(os.getpid(), signal.SIGKILL)
+            kill("append_offsets")
         return result
 
-    raw.append_offsets = append
+    def stream(uri, batches, **kwargs):
+        def then_crash():
+            yield from batches  # a run with a bad message ends here (NotCommitted)
+            if crash_at == "before_raw_commit":
+                kill("append_stream")  # every row written, the commit not made
+
+        result = real_stream(uri, then_crash(), **kwargs)
+        if crash_at == "after_raw_commit" and result is not None:
+            kill("append_stream")
+        return result
+
+    raw.append_offsets, raw.append_stream = append, stream
     spec = dataclasses.replace(stream_by_name("flights"), topic=topic)
     ingest_stream(spec=spec, kafka_config={"bootstrap.servers": bootstrap},
                   tables=RawTables(raw=raw_uri, quarantine=q_uri))
@@ -154,8 +169,16 @@ CRASHING_RUN = textwrap.dedent(
 
 
 @pytest.mark.parametrize("crash_at", ["before_raw_commit", "after_raw_commit"])
-def test_sigkill_then_retry_ends_in_exact_counts(kafka_config, unique_topic, tables, crash_at) -> None:
-    spec = produce(kafka_config, prefix=unique_topic + "-", stream="flights", count=3_000, bad_ratio=0.03)
+@pytest.mark.parametrize(
+    ("bad_ratio", "path"),
+    [(0.03, "append_offsets"), (0.0, "append_stream")],  # quarantine first, then raw / raw streamed
+)
+def test_sigkill_then_retry_ends_in_exact_counts(
+    kafka_config, unique_topic, tables, crash_at, bad_ratio, path
+) -> None:
+    spec = produce(
+        kafka_config, prefix=unique_topic + "-", stream="flights", count=3_000, bad_ratio=bad_ratio
+    )
     good, bad = expected_split(kafka_config, spec.topic)
     killed = subprocess.run(
         [
@@ -172,6 +195,7 @@ def test_sigkill_then_retry_ends_in_exact_counts(kafka_config, unique_topic, tab
         timeout=120,
     )
     assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    assert f"killed in {path}" in killed.stderr.decode()
     # Quarantine was committed before raw in both cases; raw depends on where the kill landed.
     partitions = list(range(3))
     committed = committed_offsets(tables.raw, topic=spec.topic, partitions=partitions)

@@ -567,10 +567,11 @@ def test_raw_table_from_split_is_a_plain_arrow_table() -> None:
 def both_paths(
     spec: StreamSpec, messages: list[KafkaMessage], monkeypatch: pytest.MonkeyPatch
 ) -> tuple[tuple[pa.Table, pa.Table], tuple[pa.Table, pa.Table]]:
-    """split_messages as is, and with the fast path off (message by message only)."""
+    """split_messages as is, and with the fast paths off (message by message only)."""
     fast = split_messages(spec, messages, ingested_at=INGESTED_AT)
     with monkeypatch.context() as m:
-        m.setattr(parse.Splitter, "_fast_chunk", lambda self, batch: None)
+        m.setattr(parse.Splitter, "_json_start", lambda self, batch: None)
+        m.setattr(parse.Splitter, "_orjson_chunk", lambda self, batch: None)
         slow = split_messages(spec, messages, ingested_at=INGESTED_AT)
     return fast, slow
 
@@ -705,7 +706,9 @@ SCALAR = b'{"id":"a","n":1,"x":2.5,"ok":true,"at":"2025-06-01T08:15:00Z","note":
 
 def json_table(spec: StreamSpec, messages: list[KafkaMessage]) -> pa.Table | None:
     batch = MessageBatch.from_messages(messages)
-    return parse.Splitter(spec, ingested_at=INGESTED_AT)._json_chunk(batch)
+    splitter = parse.Splitter(spec, ingested_at=INGESTED_AT)
+    read = splitter._json_start(batch)
+    return None if read is None else splitter._json_end(batch, read)
 
 
 def test_json_reader_reads_clean_chunks_like_the_message_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -868,13 +871,13 @@ def struct_float(rng: random.Random) -> float:
 def test_json_reader_sits_out_chunks_after_failing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parse, "_CHUNK_ROWS", 2)
     calls = []
-    real = parse.Splitter._json_table
+    real = parse.Splitter._json_prepare
 
     def counted(self, batch):
         calls.append(len(batch))
         return real(self, batch)
 
-    monkeypatch.setattr(parse.Splitter, "_json_table", counted)
+    monkeypatch.setattr(parse.Splitter, "_json_prepare", counted)
     bad = [message(flight()), message(b"[]")] * 20
     raw, quarantine = split_messages(FLIGHTS, bad, ingested_at=INGESTED_AT)
     assert (raw.num_rows, quarantine.num_rows) == (20, 20)

@@ -126,7 +126,7 @@ def vacuum(
     keep_from_version: int | None = None,
     storage_options: Mapping[str, str] | None = None,
 ) -> VacuumResult:
-    """Delete data files removed more than `retention_hours` ago (lite mode).
+    """Delete data files removed (or never committed) more than `retention_hours` ago.
 
     Args:
         force: allow a retention below `MIN_RETENTION_HOURS`.
@@ -154,6 +154,10 @@ def vacuum(
                 dry_run=False,
                 enforce_retention_duration=False,  # our floor replaces the table's 7-day check
                 keep_versions=keep,
+                # Full: also files no commit ever named (a write that ended without its commit,
+                # e.g. an ingest that found a bad message). Only past the floor, which no write
+                # in flight is as old as: a forced shorter retention must not take its files.
+                full=retention_hours >= MIN_RETENTION_HOURS,
             )
             break
         except CommitFailedError:

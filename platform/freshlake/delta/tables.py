@@ -8,7 +8,9 @@ or below the recorded version are dropped) is what makes a replay a no-op.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import queue
+import threading
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -90,6 +92,8 @@ def append_offsets(
     from deltalake import CommitProperties, Transaction, write_deltalake
     from deltalake.exceptions import CommitFailedError
 
+    if rows.num_rows == 0 and not commit_empty:
+        return AppendResult(version=None, rows_written=0, rows_skipped=0)
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         # One snapshot for the check and the write: the write commits on top of what was checked.
         table = open_table(uri, storage_options=storage_options)
@@ -123,6 +127,113 @@ def append_offsets(
         )
     msg = f"could not commit to {uri} after {COMMIT_ATTEMPTS} attempts (concurrent writers)"
     raise RuntimeError(msg)
+
+
+class NotCommitted(Exception):  # an outcome the caller handles, not an error
+    """Raised by the batches given to `append_stream` to end it without a commit."""
+
+
+def append_stream(
+    uri: str,
+    batches: Iterator[pa.RecordBatch],
+    *,
+    schema: pa.Schema,
+    topic: str,
+    last_offsets: Mapping[int, int],
+    storage_options: Mapping[str, str] | None = None,
+) -> AppendResult | None:
+    """Append batches as they are produced, with `last_offsets` in the same commit.
+
+    `batches` is consumed on the calling thread while a writer thread encodes and uploads what
+    it produced so far, so the write overlaps the work that produces the rows. It commits only
+    when none of `last_offsets` is recorded yet (checked on the snapshot it commits on: a
+    concurrent commit of the same offsets is a conflict). None: nothing was committed (offsets
+    recorded meanwhile, a conflict, or `batches` raised `NotCommitted`) and `batches` is used
+    up: append what it yielded with `append_offsets`. Other errors from `batches` propagate.
+    """
+    table = open_table(uri, storage_options=storage_options)
+    committed = _committed(table, topic=topic, partitions=list(last_offsets))
+    recorded = any(committed[p] is not None and o <= committed[p] for p, o in last_offsets.items())
+    if table is None or not last_offsets or recorded:
+        for _ in batches:  # nothing to read, or a writer got there first: the checked path decides
+            pass
+        return None
+    writer = _StreamWriter(table, schema=schema, topic=topic, last_offsets=last_offsets)
+    rows = 0
+    try:
+        for batch in batches:
+            rows += batch.num_rows
+            writer.put(batch)
+    except NotCommitted:
+        writer.abort()
+        return None
+    except BaseException:
+        writer.abort()
+        raise
+    version = writer.commit()
+    if version is None:
+        log.warning("delta commit conflict, re-checking offsets", extra={"uri": uri})
+        return None
+    return AppendResult(version=version, rows_written=rows, rows_skipped=0)
+
+
+class _StreamWriter:
+    """`write_deltalake` on its own thread, pulling batches from a queue."""
+
+    _END = object()
+
+    def __init__(self, table, *, schema: pa.Schema, topic: str, last_offsets: Mapping[int, int]) -> None:
+        self._table = table
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._conflict = False
+        txns = [app_id(topic=topic, partition=p) for p in last_offsets]
+        self._txns = list(zip(txns, last_offsets.values(), strict=True))
+        self._thread = threading.Thread(
+            target=self._write, args=(schema,), name="freshlake-delta-writer", daemon=True
+        )
+        self._thread.start()
+
+    def _pulled(self) -> Iterator[pa.RecordBatch]:
+        while (item := self._queue.get()) is not self._END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+
+    def _write(self, schema: pa.Schema) -> None:
+        from deltalake import CommitProperties, Transaction, write_deltalake
+        from deltalake.exceptions import CommitFailedError
+
+        try:
+            write_deltalake(
+                self._table,
+                pa.RecordBatchReader.from_batches(schema, self._pulled()),
+                mode="append",
+                partition_by=[PARTITION_COLUMN],
+                commit_properties=CommitProperties(
+                    app_transactions=[Transaction(app_id=a, version=v) for a, v in self._txns]
+                ),
+            )
+        except CommitFailedError:
+            self._conflict = True
+        except BaseException as exc:  # handed to the caller by `commit`
+            self._error = exc
+
+    def put(self, batch: pa.RecordBatch) -> None:
+        self._queue.put(batch)
+
+    def abort(self) -> None:
+        """End the write without a commit (its files are left for vacuum)."""
+        self._queue.put(NotCommitted("aborted"))
+        self._thread.join()
+
+    def commit(self) -> int | None:
+        """The committed version, or None on a commit conflict."""
+        self._queue.put(self._END)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return None if self._conflict else self._table.version()
 
 
 def ensure_table(

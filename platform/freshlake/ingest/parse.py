@@ -22,6 +22,7 @@ import itertools
 import json
 import re
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -68,7 +69,7 @@ ERROR_CLASSES: tuple[str, ...] = (
 MAX_ERROR_MESSAGE = 500
 _CHUNK_ROWS = 8192  # messages per Arrow conversion in `split_messages`
 _PASS_ROWS = 1024  # messages per orjson pass of `Splitter._orjson_chunk` (see there)
-_JSON_MAX_WAIT = 16  # chunks `Splitter._json_chunk` sits out after failing again and again
+_JSON_MAX_WAIT = 16  # chunks `Splitter._json_start` sits out after failing again and again
 _MAX_NESTING = 200  # brackets in a value up to which `json.loads` surely does not recurse too deep
 _JSON_BLOCK = 1 << 20  # bytes per block of Arrow's JSON reader (blocks are read in parallel)
 # Bytes a NaN / Inf / Infinity token can follow (`:`, `,`, `[`, `-`, whitespace).
@@ -219,12 +220,12 @@ class _Compiled:
     null_values: tuple[None, ...]  # a tombstone's checked fields
     types: tuple[pa.DataType, ...]  # Arrow type of names[:n_kept] in the raw table
     raw_builder: _TableBuilder
-    # `Splitter._fast_chunk`: string and bool fields go through one Arrow struct conversion
+    # `Splitter._orjson_chunk`: string and bool fields go through one Arrow struct conversion
     # (which refuses any other JSON type), the others through Python with their type sets.
     struct_type: pa.StructType
     struct_fields: tuple[int, ...]  # positions in names of struct_type's fields
     python_fields: tuple[tuple[int, frozenset[type]], ...]  # (position, accepted types)
-    # `Splitter._json_chunk`: Arrow's JSON reader, for specs of scalar fields keyed by a string.
+    # `Splitter._json_start`: Arrow's JSON reader, for specs of scalar fields keyed by a string.
     json_options: pj.ParseOptions | None
     float_fields: tuple[int, ...]  # positions in names of float fields
 
@@ -584,27 +585,47 @@ class Splitter:
         self._chunks: list[pa.Table] = []
         self._bad: list[tuple[int, tuple[Any, ...]]] = []  # (input position, quarantine row)
         self._seen = 0
-        self._json_misses = 0  # chunks `_json_chunk` failed in a row
+        self._json_misses = 0  # chunks the JSON reader path failed in a row
         self._json_wait = 0  # chunks it still sits out
+        self._pending: tuple[MessageBatch, int, _JsonRead] | None = None  # the chunk being read
 
-    def add(self, messages: Iterable[KafkaMessage] | MessageBatch) -> None:
-        """Parse `messages`, the next ones in input order."""
+    def add(self, messages: Iterable[KafkaMessage] | MessageBatch) -> list[pa.RecordBatch]:
+        """Parse `messages`, the next ones in input order; returns the raw rows of the chunks
+        finished meanwhile (the last chunk may still be read: `drain` returns its rows).
+        """
         size = _CHUNK_ROWS
+        known = len(self._chunks)
         if isinstance(messages, MessageBatch):
             for start in range(0, len(messages), size):
                 self._add_chunk(messages if len(messages) <= size else messages.slice(start, start + size))
-            return
-        it = iter(messages)
-        while chunk := MessageBatch.from_messages(itertools.islice(it, size)):
-            self._add_chunk(chunk)
+        else:
+            it = iter(messages)
+            while chunk := MessageBatch.from_messages(itertools.islice(it, size)):
+                self._add_chunk(chunk)
+        return self._batches_since(known)
+
+    def drain(self) -> list[pa.RecordBatch]:
+        """Finish the chunk still being read; returns its raw rows."""
+        known = len(self._chunks)
+        self._complete()
+        return self._batches_since(known)
+
+    @property
+    def quarantined(self) -> int:
+        """Messages refused so far (of the chunks finished)."""
+        return len(self._bad)
 
     def finish(self) -> tuple[pa.Table, pa.Table]:
         """(raw table, quarantine table) of everything added, each in input order."""
+        self._complete()
         c = self._c
         raw = pa.concat_tables(self._chunks) if self._chunks else c.raw_builder.schema.empty_table()
         self._bad.sort(key=lambda item: item[0])
         quarantine = _QUARANTINE_BUILDER.build([row for _, row in self._bad], ingested_at=self._ingested_at)
         return raw, quarantine
+
+    def _batches_since(self, known: int) -> list[pa.RecordBatch]:
+        return [batch for table in self._chunks[known:] for batch in table.to_batches()]
 
     def _kafka_times(self, stamps: list[int | None]) -> tuple[list[int | None], list[str]]:
         """Each message's Kafka time in epoch microseconds (None: none) and `kafka_date`."""
@@ -624,14 +645,47 @@ class Splitter:
         return micros, days
 
     def _add_chunk(self, batch: MessageBatch) -> None:
-        c = self._c
+        """Start reading the chunk with Arrow's JSON reader on its own thread (it releases the
+        GIL, so the next batch is fetched meanwhile), or parse it another way now. Chunks finish
+        in input order: the one being read first.
+        """
+        self._complete()
         first = self._seen
         self._seen += len(batch)
-        if not c.debezium:
-            table = self._fast_chunk(batch)
+        if not self._c.debezium:
+            read = self._json_start(batch)
+            if read is not None:
+                self._pending = (batch, first, read)
+                return
+        self._other_paths(batch, first)
+
+    def _complete(self) -> None:
+        if self._pending is None:
+            return
+        batch, first, read = self._pending
+        self._pending = None
+        table = self._json_end(batch, read)
+        if table is not None:
+            self._chunks.append(table)
+        else:
+            self._other_paths(batch, first)
+
+    def _other_paths(self, batch: MessageBatch, first: int) -> None:
+        """orjson a column at a time when every message is a good record, else message by
+        message: what lands where is the same either way.
+        """
+        if not self._c.debezium and _orjson_loads is not None:
+            try:
+                table = self._orjson_chunk(batch)
+            except _ARROW_ERRORS:
+                table = None
             if table is not None:
                 self._chunks.append(table)
                 return
+        self._message_chunk(batch, first)
+
+    def _message_chunk(self, batch: MessageBatch, first: int) -> None:
+        c = self._c
         micros, days = self._kafka_times(batch.timestamps_ms)
 
         kept: list[int] = []  # position in the batch of each row
@@ -668,21 +722,10 @@ class Splitter:
         except _ARROW_ERRORS:
             self._refuse_unstorable(batch, micros, days, first, parsed)
 
-    def _fast_chunk(self, batch: MessageBatch) -> pa.Table | None:
-        """The chunk's raw table when every message is a good JSON record, else None (then the
-        message-by-message path decides: what lands where is the same either way).
-        """
-        table = self._json_chunk(batch)
-        if table is None and _orjson_loads is not None:
-            try:
-                table = self._orjson_chunk(batch)
-            except _ARROW_ERRORS:
-                table = None
-        return table
-
-    def _json_chunk(self, batch: MessageBatch) -> pa.Table | None:
-        """`_json_table`, sitting out a growing number of chunks after each failure in a row,
-        so a stream with bad messages in every chunk does not pay for it over and over.
+    def _json_start(self, batch: MessageBatch) -> _JsonRead | None:
+        """`_json_prepare` and the read started, sitting out a growing number of chunks after
+        each failure in a row, so a stream with bad messages in every chunk does not pay for it
+        over and over.
         """
         if self._c.json_options is None:
             return None
@@ -690,24 +733,37 @@ class Splitter:
             self._json_wait -= 1
             return None
         try:
-            table = self._json_table(batch)
+            read = self._json_prepare(batch)
+        except _ARROW_ERRORS:
+            read = None
+        if read is None:
+            self._json_failed()
+        return read
+
+    def _json_end(self, batch: MessageBatch, read: _JsonRead) -> pa.Table | None:
+        try:
+            table = self._json_table(batch, read)
         except _ARROW_ERRORS:
             table = None
         if table is None:
-            self._json_misses += 1
-            self._json_wait = min(2**self._json_misses - 1, _JSON_MAX_WAIT)
+            self._json_failed()
         else:
             self._json_misses = 0
         return table
 
-    def _json_table(self, batch: MessageBatch) -> pa.Table | None:
-        """The chunk's raw table read by Arrow's JSON reader (C++, no Python object per field),
-        when every message is a good record and Arrow reads each one as `_loads` does; else None.
+    def _json_failed(self) -> None:
+        self._json_misses += 1
+        self._json_wait = min(2**self._json_misses - 1, _JSON_MAX_WAIT)
+
+    def _json_prepare(self, batch: MessageBatch) -> _JsonRead | None:
+        """The checks before Arrow's JSON reader (C++, no Python object per field), and the read
+        started; None when a check rules the chunk out.
 
         The reader takes a few things `json.loads` refuses (or reads differently); the checks
-        before and after it make sure none of them is in the chunk, each naming what it rules out.
-        Types are checked by the reader (the spec's kinds as an explicit schema: a value of
-        another JSON type, an int with a fraction or beyond int64, a duplicate field fails it).
+        before and after it (`_json_table`) make sure none of them is in the chunk, each naming
+        what it rules out. Types are checked by the reader (the spec's kinds as an explicit
+        schema: a value of another JSON type, an int with a fraction or beyond int64, a
+        duplicate field fails it).
         """
         c = self._c
         values = batch.values
@@ -740,8 +796,15 @@ class Splitter:
         # Integers longer than Python converts from text (ignored fields too).
         if _has_long_integer(value_array):
             return None
-        options = pj.ReadOptions(use_threads=True, block_size=_JSON_BLOCK)
-        read = pj.read_json(pa.py_buffer(buffer), read_options=options, parse_options=c.json_options)
+        return _JsonRead(buffer, c.json_options, kafka_times=kafka_times, values=value_array)
+
+    def _json_table(self, batch: MessageBatch, pending: _JsonRead) -> pa.Table | None:
+        """The chunk's raw table when every message is a good record and Arrow read each one as
+        `_loads` does; else None.
+        """
+        c = self._c
+        n = len(batch)
+        read = pending.result()
         if read.num_rows != n:  # a value held more than one document
             return None
         names = c.names
@@ -764,10 +827,10 @@ class Splitter:
             event_times = stamps[c.event_time_index]
         else:
             return None
-        micros, days = kafka_times
+        micros, days = pending.kafka_times
         return pa.Table.from_arrays(
             [
-                *self._coordinate_arrays(batch, micros, value_array),
+                *self._coordinate_arrays(batch, micros, pending.values),
                 columns[c.key_field],
                 pa.repeat(pa.scalar(False), n),
                 event_times,
@@ -1009,6 +1072,43 @@ class Splitter:
             self._bad.append((index[position], quarantined))
         if kept:
             self._chunks.append(builder.build(kept, ingested_at=self._ingested_at))
+
+
+class _JsonRead:
+    """`pj.read_json` of a chunk on its own thread, and what the checks after it need."""
+
+    def __init__(
+        self,
+        buffer: bytes,
+        parse_options: pj.ParseOptions,
+        *,
+        kafka_times: tuple[pa.Array, pa.Array],
+        values: pa.Array,
+    ) -> None:
+        self.kafka_times = kafka_times
+        self.values = values
+        self._table: pa.Table | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._read, args=(buffer, parse_options), name="freshlake-json", daemon=True
+        )
+        self._thread.start()
+
+    def _read(self, buffer: bytes, parse_options: pj.ParseOptions) -> None:
+        options = pj.ReadOptions(use_threads=True, block_size=_JSON_BLOCK)
+        try:
+            self._table = pj.read_json(
+                pa.py_buffer(buffer), read_options=options, parse_options=parse_options
+            )
+        except BaseException as exc:  # handed to the parsing thread by `result`
+            self._error = exc
+
+    def result(self) -> pa.Table:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._table is not None
+        return self._table
 
 
 _N_COORDINATES = 7  # kafka_* and value: how raw and quarantine rows start
