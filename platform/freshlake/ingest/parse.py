@@ -23,6 +23,7 @@ import json
 import re
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -69,9 +70,10 @@ ERROR_CLASSES: tuple[str, ...] = (
 MAX_ERROR_MESSAGE = 500
 _CHUNK_ROWS = 8192  # messages per Arrow conversion in `split_messages`
 _PASS_ROWS = 1024  # messages per orjson pass of `Splitter._orjson_chunk` (see there)
+_READ_AHEAD = 4  # chunks on the JSON reader path at once, each on its own thread
 _JSON_MAX_WAIT = 16  # chunks `Splitter._json_start` sits out after failing again and again
 _MAX_NESTING = 200  # brackets in a value up to which `json.loads` surely does not recurse too deep
-_JSON_BLOCK = 1 << 20  # bytes per block of Arrow's JSON reader (blocks are read in parallel)
+_JSON_BLOCK = 1 << 20  # bytes per block of Arrow's JSON reader
 # Bytes a NaN / Inf / Infinity token can follow (`:`, `,`, `[`, `-`, whitespace).
 _BEFORE_TOKEN = np.frombuffer(b":,[- \t\n\r", dtype=np.uint8)
 _raw_decode = json.JSONDecoder().raw_decode
@@ -517,11 +519,40 @@ def _text_timestamps(texts: pa.Array) -> pa.Array | None:
     """A string column as `timestamp[us, UTC]` when Arrow reads every text like `_epoch_us`."""
     if texts.null_count == len(texts):
         return texts.cast(TS)
-    if not pc.match_substring_regex(texts, _ISO_AWARE).false_count:
+    # Texts of one layout all match a pattern or none does: then one match says it for all.
+    sample = texts.slice(0, 1) if _one_layout(texts) else texts
+    if not pc.match_substring_regex(sample, _ISO_AWARE).false_count:
         return texts.cast(TS)
-    if not pc.match_substring_regex(texts, _ISO_NAIVE).false_count:  # naive means UTC
+    if not pc.match_substring_regex(sample, _ISO_NAIVE).false_count:  # naive means UTC
         return texts.cast(_NAIVE_TS).view(TS)
     return None
+
+
+def _one_layout(texts: pa.Array) -> bool:
+    """Whether every text is as long as the first, with an ASCII digit wherever the first has
+    one (and, for `_ISO_TIME`'s year, 1-8 at the start) and the first's byte everywhere else.
+    The ISO patterns are made of fixed characters and `\\d` only, so such texts match them
+    all or none.
+    """
+    n = len(texts)
+    if texts.null_count or n < 2:
+        return False
+    at = texts.offset
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int32, count=at + n + 1)[at:]
+    width = int(offsets[1] - offsets[0])
+    if width == 0 or int(offsets[-1] - offsets[0]) != width * n or np.any(np.diff(offsets) != width):
+        return False
+    data = np.frombuffer(texts.buffers()[2], dtype=np.uint8, count=int(offsets[-1]))[offsets[0] :]
+    rows = data.reshape(n, width)
+    first = rows[0]
+    digit = (first >= ord("0")) & (first <= ord("9"))
+    digits = rows[:, digit]
+    years = rows[:, 0]
+    return bool(
+        ((digits >= ord("0")) & (digits <= ord("9"))).all()
+        and (rows[:, ~digit] == first[~digit]).all()
+        and ((years >= ord("1")) & (years <= ord("8"))).all()
+    )
 
 
 def parse_record(spec: StreamSpec, message: KafkaMessage) -> dict[str, Any]:
@@ -587,7 +618,7 @@ class Splitter:
         self._seen = 0
         self._json_misses = 0  # chunks the JSON reader path failed in a row
         self._json_wait = 0  # chunks it still sits out
-        self._pending: tuple[MessageBatch, int, _JsonRead] | None = None  # the chunk being read
+        self._pending: deque[tuple[MessageBatch, int, _Background]] = deque()  # chunks being read
 
     def add(self, messages: Iterable[KafkaMessage] | MessageBatch) -> list[pa.RecordBatch]:
         """Parse `messages`, the next ones in input order; returns the raw rows of the chunks
@@ -645,25 +676,28 @@ class Splitter:
         return micros, days
 
     def _add_chunk(self, batch: MessageBatch) -> None:
-        """Start reading the chunk with Arrow's JSON reader on its own thread (it releases the
-        GIL, so the next batch is fetched meanwhile), or parse it another way now. Chunks finish
-        in input order: the one being read first.
+        """Start the chunk on Arrow's JSON reader path on its own thread (Arrow and numpy release
+        the GIL, so the next batches are fetched meanwhile), or parse it another way now. Chunks
+        finish in input order.
         """
-        self._complete()
+        while len(self._pending) >= _READ_AHEAD:
+            self._complete_one()
         first = self._seen
         self._seen += len(batch)
         if not self._c.debezium:
             read = self._json_start(batch)
             if read is not None:
-                self._pending = (batch, first, read)
+                self._pending.append((batch, first, read))
                 return
+        self._complete()
         self._other_paths(batch, first)
 
     def _complete(self) -> None:
-        if self._pending is None:
-            return
-        batch, first, read = self._pending
-        self._pending = None
+        while self._pending:
+            self._complete_one()
+
+    def _complete_one(self) -> None:
+        batch, first, read = self._pending.popleft()
         table = self._json_end(batch, read)
         if table is not None:
             self._chunks.append(table)
@@ -722,7 +756,7 @@ class Splitter:
         except _ARROW_ERRORS:
             self._refuse_unstorable(batch, micros, days, first, parsed)
 
-    def _json_start(self, batch: MessageBatch) -> _JsonRead | None:
+    def _json_start(self, batch: MessageBatch) -> _Background | None:
         """`_json_prepare` and the read started, sitting out a growing number of chunks after
         each failure in a row, so a stream with bad messages in every chunk does not pay for it
         over and over.
@@ -740,9 +774,9 @@ class Splitter:
             self._json_failed()
         return read
 
-    def _json_end(self, batch: MessageBatch, read: _JsonRead) -> pa.Table | None:
+    def _json_end(self, batch: MessageBatch, read: _Background) -> pa.Table | None:
         try:
-            table = self._json_table(batch, read)
+            table = read.result()
         except _ARROW_ERRORS:
             table = None
         if table is None:
@@ -755,27 +789,38 @@ class Splitter:
         self._json_misses += 1
         self._json_wait = min(2**self._json_misses - 1, _JSON_MAX_WAIT)
 
-    def _json_prepare(self, batch: MessageBatch) -> _JsonRead | None:
-        """The checks before Arrow's JSON reader (C++, no Python object per field), and the read
-        started; None when a check rules the chunk out.
-
-        The reader takes a few things `json.loads` refuses (or reads differently); the checks
-        before and after it (`_json_table`) make sure none of them is in the chunk, each naming
-        what it rules out. Types are checked by the reader (the spec's kinds as an explicit
-        schema: a value of another JSON type, an int with a fraction or beyond int64, a
-        duplicate field fails it).
+    def _json_prepare(self, batch: MessageBatch) -> _Background | None:
+        """What needs the messages' Python objects, here; then `_json_table` started on its own
+        thread (Arrow and numpy release the GIL, so the next batch is fetched meanwhile). None:
+        a check here rules the chunk out.
         """
-        c = self._c
         values = batch.values
-        n = len(values)
         if None in values or not all(batch.keys):  # tombstones, messages without a key
             return None
         kafka_times = self._kafka_arrays(batch.timestamps_ms)
         if kafka_times is None:
             return None
+        micros, days = kafka_times
         value_array = pa.array(values, type=pa.binary())
+        coordinates = self._coordinate_arrays(batch, micros, value_array)
+        return _Background(self._json_table, value_array, b"\n".join(values), coordinates, days)
+
+    def _json_table(
+        self, values: pa.Array, buffer: bytes, coordinates: list[pa.Array], days: pa.Array
+    ) -> pa.Table | None:
+        """The chunk's raw table read by Arrow's JSON reader (C++, no Python object per field),
+        when every message is a good record and Arrow reads each one as `_loads` does; else None.
+        Runs on its own thread: it reads no state of the splitter that changes.
+
+        The reader takes a few things `json.loads` refuses (or reads differently); the checks
+        before and after it make sure none of them is in the chunk, each naming what it rules out.
+        Types are checked by the reader (the spec's kinds as an explicit schema: a value of
+        another JSON type, an int with a fraction or beyond int64, a duplicate field fails it).
+        """
+        c = self._c
+        n = len(values)
         # Raises on text that is not UTF-8 (anywhere, as `_loads` decodes the whole value).
-        texts = value_array.cast(pa.string())
+        texts = values.cast(pa.string())
         # Each value `{...}`: no BOM or surrounding space, no empty value, no bare `null` (which
         # the reader crashes on). The reader takes the values (one per line) as one stream of
         # documents; with these ends, no document can run from one value into the next (after
@@ -784,27 +829,19 @@ class Splitter:
         # Blocks end at a newline: a value cut there (at a newline inside it) fails to parse.
         if pc.starts_with(texts, "{").false_count or pc.ends_with(texts, "}").false_count:
             return None
-        buffer = b"\n".join(values)
         data = np.frombuffer(buffer, dtype=np.uint8)
         # NaN / Infinity tokens: the reader also takes `Inf` and `-NaN`, json.loads does not.
         if _has_nan_or_inf(data):
             return None
         # Nesting: json.loads gives up at about the recursion limit, the reader never does.
         brackets = np.count_nonzero(data == ord("{")) + np.count_nonzero(data == ord("["))
-        if brackets - n > _MAX_NESTING and _deepest(value_array) > _MAX_NESTING:
+        if brackets - n > _MAX_NESTING and _deepest(values) > _MAX_NESTING:
             return None
         # Integers longer than Python converts from text (ignored fields too).
-        if _has_long_integer(value_array):
+        if _has_long_integer(values):
             return None
-        return _JsonRead(buffer, c.json_options, kafka_times=kafka_times, values=value_array)
-
-    def _json_table(self, batch: MessageBatch, pending: _JsonRead) -> pa.Table | None:
-        """The chunk's raw table when every message is a good record and Arrow read each one as
-        `_loads` does; else None.
-        """
-        c = self._c
-        n = len(batch)
-        read = pending.result()
+        options = pj.ReadOptions(use_threads=False, block_size=_JSON_BLOCK)  # chunks run side by side
+        read = pj.read_json(pa.py_buffer(buffer), read_options=options, parse_options=c.json_options)
         if read.num_rows != n:  # a value held more than one document
             return None
         names = c.names
@@ -827,10 +864,9 @@ class Splitter:
             event_times = stamps[c.event_time_index]
         else:
             return None
-        micros, days = pending.kafka_times
         return pa.Table.from_arrays(
             [
-                *self._coordinate_arrays(batch, micros, pending.values),
+                *coordinates,
                 columns[c.key_field],
                 pa.repeat(pa.scalar(False), n),
                 event_times,
@@ -1074,41 +1110,28 @@ class Splitter:
             self._chunks.append(builder.build(kept, ingested_at=self._ingested_at))
 
 
-class _JsonRead:
-    """`pj.read_json` of a chunk on its own thread, and what the checks after it need."""
+class _Background:
+    """`fn(*args)` on its own thread; `result` waits for it and hands back its value or error."""
 
-    def __init__(
-        self,
-        buffer: bytes,
-        parse_options: pj.ParseOptions,
-        *,
-        kafka_times: tuple[pa.Array, pa.Array],
-        values: pa.Array,
-    ) -> None:
-        self.kafka_times = kafka_times
-        self.values = values
-        self._table: pa.Table | None = None
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._value: Any = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(
-            target=self._read, args=(buffer, parse_options), name="freshlake-json", daemon=True
+            target=self._run, args=(fn, args), name="freshlake-parse", daemon=True
         )
         self._thread.start()
 
-    def _read(self, buffer: bytes, parse_options: pj.ParseOptions) -> None:
-        options = pj.ReadOptions(use_threads=True, block_size=_JSON_BLOCK)
+    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         try:
-            self._table = pj.read_json(
-                pa.py_buffer(buffer), read_options=options, parse_options=parse_options
-            )
-        except BaseException as exc:  # handed to the parsing thread by `result`
+            self._value = fn(*args)
+        except BaseException as exc:  # raised again in the thread that asks for the result
             self._error = exc
 
-    def result(self) -> pa.Table:
+    def result(self) -> Any:
         self._thread.join()
         if self._error is not None:
             raise self._error
-        assert self._table is not None
-        return self._table
+        return self._value
 
 
 _N_COORDINATES = 7  # kafka_* and value: how raw and quarantine rows start

@@ -150,17 +150,11 @@ def read_batches(
         return
     left = sum(end - ranges[p][0] for p, end in todo.items())  # offsets not read yet
     consumer = reader({**config, "fetch.min.bytes": 1, "queued.max.messages.kbytes": 262144})
-    # The client makes a GC-tracked object per message and none of them is in a cycle: with
-    # the collector off while reading, collections don't walk every batch (and the process)
-    # over and over.
-    collecting = gc.isenabled()
-    gc.disable()
     try:
         consumer.assign([TopicPartition(topic, p, ranges[p][0]) for p in todo])
         last_progress = time.monotonic()
         while todo:
-            messages = consumer.consume(num_messages=max(1, min(batch_size, left)), timeout=0.5)
-            batch = _columns(consumer, messages, todo, topic=topic)
+            batch = _consume(consumer, todo, topic=topic, count=max(1, min(batch_size, left)))
             if batch is not None:
                 left -= len(batch)
                 last_progress = time.monotonic()
@@ -173,6 +167,18 @@ def read_batches(
                 raise FreshlakeError(msg)
     finally:
         consumer.close()
+
+
+def _consume(consumer, todo: dict[int, int], *, topic: str, count: int) -> MessageBatch | None:
+    """One consume call as columns. The client makes a GC-tracked object per message, none of
+    them in a cycle: with the collector off meanwhile (and the objects gone before the batch is
+    handed on) collections don't walk every batch, and the process, over and over.
+    """
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _columns(consumer, consumer.consume(num_messages=count, timeout=0.5), todo, topic=topic)
+    finally:
         if collecting:
             gc.enable()
 
