@@ -882,3 +882,47 @@ def test_json_reader_sits_out_chunks_after_failing(monkeypatch: pytest.MonkeyPat
     raw, quarantine = split_messages(FLIGHTS, bad, ingested_at=INGESTED_AT)
     assert (raw.num_rows, quarantine.num_rows) == (20, 20)
     assert len(calls) == 4  # tried on chunks 1, 3, 7 and 15 of the 20
+
+
+def _timestamps_or_error(texts: pa.Array) -> object:
+    try:
+        result = parse._text_timestamps(texts)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        return type(exc)
+    return None if result is None else result.to_pylist()
+
+
+def test_one_layout_columns_convert_exactly_as_the_per_text_check_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = random.Random(7)
+    base = "2026-11-21T10:20:01.066000+05:30"
+    alphabet = "0123456789-:T .+Z9a\n"
+    for _ in range(400):
+        texts = [base] * rng.randint(2, 6)
+        for _ in range(rng.randint(0, 2)):  # a character changed, added or dropped somewhere
+            row, at = rng.randrange(len(texts)), rng.randrange(len(base))
+            edit = rng.choice(["swap", "add", "drop"])
+            text = texts[row]
+            char = rng.choice(alphabet)
+            texts[row] = (
+                text[:at] + char + text[at + 1 :]
+                if edit == "swap"
+                else text[:at] + char + text[at:]
+                if edit == "add"
+                else text[:at] + text[at + 1 :]
+            )
+        array = pa.array(["x", *texts], type=pa.string()).slice(1)  # sliced: a non-zero offset
+        fast = _timestamps_or_error(array)
+        with monkeypatch.context() as m:
+            m.setattr(parse, "_one_layout", lambda texts: False)
+            assert _timestamps_or_error(array) == fast, texts
+
+
+def test_one_layout_means_same_length_digits_where_the_first_has_them() -> None:
+    assert parse._one_layout(pa.array(["2026-01-02T03:04:05Z", "1999-12-31T23:59:59Z"]))
+    assert not parse._one_layout(pa.array(["2026-01-02T03:04:05Z", "2026-01-02 03:04:05Z"]))
+    assert not parse._one_layout(pa.array(["2026-01-02T03:04:05Z", "0026-01-02T03:04:05Z"]))  # year
+    assert not parse._one_layout(pa.array(["2026-01-02T03:04:05Z", "2026-01-02T03:04:5Z"]))
+    assert not parse._one_layout(pa.array(["2026-01-02T03:04:05Z", None]))
+    assert not parse._one_layout(pa.array(["2026-01-02T03:04:05Z"]))  # one text: nothing gained
