@@ -18,13 +18,14 @@ Tombstones (value None) are deletes, not errors, as long as their Kafka key name
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
 import sys
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
@@ -618,11 +619,11 @@ class Splitter:
         self._seen = 0
         self._json_misses = 0  # chunks the JSON reader path failed in a row
         self._json_wait = 0  # chunks it still sits out
-        self._pending: deque[tuple[MessageBatch, int, _Background]] = deque()  # chunks being read
+        self._pending: deque[tuple[MessageBatch, int, Future[pa.Table | None]]] = deque()  # chunks being read
 
     def add(self, messages: Iterable[KafkaMessage] | MessageBatch) -> list[pa.RecordBatch]:
         """Parse `messages`, the next ones in input order; returns the raw rows of the chunks
-        finished meanwhile (the last chunk may still be read: `drain` returns its rows).
+        finished meanwhile (the last ones may still be read: `drain` returns their rows).
         """
         size = _CHUNK_ROWS
         known = len(self._chunks)
@@ -636,7 +637,7 @@ class Splitter:
         return self._batches_since(known)
 
     def drain(self) -> list[pa.RecordBatch]:
-        """Finish the chunk still being read; returns its raw rows."""
+        """Finish the chunks still being read; returns their raw rows."""
         known = len(self._chunks)
         self._complete()
         return self._batches_since(known)
@@ -756,7 +757,7 @@ class Splitter:
         except _ARROW_ERRORS:
             self._refuse_unstorable(batch, micros, days, first, parsed)
 
-    def _json_start(self, batch: MessageBatch) -> _Background | None:
+    def _json_start(self, batch: MessageBatch) -> Future[pa.Table | None] | None:
         """`_json_prepare` and the read started, sitting out a growing number of chunks after
         each failure in a row, so a stream with bad messages in every chunk does not pay for it
         over and over.
@@ -774,7 +775,7 @@ class Splitter:
             self._json_failed()
         return read
 
-    def _json_end(self, batch: MessageBatch, read: _Background) -> pa.Table | None:
+    def _json_end(self, batch: MessageBatch, read: Future[pa.Table | None]) -> pa.Table | None:
         try:
             table = read.result()
         except _ARROW_ERRORS:
@@ -789,7 +790,7 @@ class Splitter:
         self._json_misses += 1
         self._json_wait = min(2**self._json_misses - 1, _JSON_MAX_WAIT)
 
-    def _json_prepare(self, batch: MessageBatch) -> _Background | None:
+    def _json_prepare(self, batch: MessageBatch) -> Future[pa.Table | None] | None:
         """What needs the messages' Python objects, here; then `_json_table` started on its own
         thread (Arrow and numpy release the GIL, so the next batch is fetched meanwhile). None:
         a check here rules the chunk out.
@@ -803,7 +804,7 @@ class Splitter:
         micros, days = kafka_times
         value_array = pa.array(values, type=pa.binary())
         coordinates = self._coordinate_arrays(batch, micros, value_array)
-        return _Background(self._json_table, value_array, b"\n".join(values), coordinates, days)
+        return _parse_pool().submit(self._json_table, value_array, b"\n".join(values), coordinates, days)
 
     def _json_table(
         self, values: pa.Array, buffer: bytes, coordinates: list[pa.Array], days: pa.Array
@@ -1110,28 +1111,10 @@ class Splitter:
             self._chunks.append(builder.build(kept, ingested_at=self._ingested_at))
 
 
-class _Background:
-    """`fn(*args)` on its own thread; `result` waits for it and hands back its value or error."""
-
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(fn, args), name="freshlake-parse", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        try:
-            self._value = fn(*args)
-        except BaseException as exc:  # raised again in the thread that asks for the result
-            self._error = exc
-
-    def result(self) -> Any:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value
+@functools.cache
+def _parse_pool() -> ThreadPoolExecutor:
+    """Threads for `Splitter._json_table`: made on first use, never at import."""
+    return ThreadPoolExecutor(max_workers=_READ_AHEAD, thread_name_prefix="freshlake-parse")
 
 
 _N_COORDINATES = 7  # kafka_* and value: how raw and quarantine rows start
