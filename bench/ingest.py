@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -55,6 +56,11 @@ def bare_ingest(
     return len(cols["offset"]), waited
 
 
+def _cpu_since(start: os.times_result) -> tuple[float, float]:
+    now = os.times()
+    return round(now.user - start.user, 3), round(now.system - start.system, 3)
+
+
 def main() -> None:
     from freshlake.demo.producer import produce_demo
     from freshlake.ingest.raw import RawTables, ingest_stream
@@ -78,14 +84,16 @@ def main() -> None:
         )
         spec = dataclasses.replace(stream_by_name("flights"), topic="flights")
         bare, ours, waits, stages = [], [], [], []
+        cpu: dict[str, list[tuple[float, float]]] = {"bare": [], "freshlake": []}
         for i in range(args.repeats):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), os.times()
             n, waited = bare_ingest(
                 config, topic="flights", partitions=3, expected=args.messages, uri=f"{tmp}/bare{i}"
             )
             bare.append(n / (time.perf_counter() - t0))
+            cpu["bare"].append(_cpu_since(c0))
             waits.append(waited)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), os.times()
             result = ingest_stream(
                 spec=spec,
                 kafka_config=config,
@@ -93,6 +101,7 @@ def main() -> None:
                 tables=RawTables(raw=f"{tmp}/raw{i}", quarantine=f"{tmp}/q{i}"),
             )
             ours.append(result.rows_written / (time.perf_counter() - t0))
+            cpu["freshlake"].append(_cpu_since(c0))
             stages.append(
                 {
                     "read_s": round(result.read_seconds, 3),
@@ -113,6 +122,9 @@ def main() -> None:
             "ratio": [round(o / b, 3) for o, b in zip(ours, bare, strict=True)],
             "freshlake_stages_s": stages,
             "bare_timeout_wait_s": [round(w, 3) for w in waits],
+            # (user, system) CPU seconds of this process: the bare loop's wall time follows its
+            # system time (page faults), which varies from run to run on a shared VM.
+            "cpu_user_sys_s": cpu,
         },
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
