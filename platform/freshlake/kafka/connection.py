@@ -23,6 +23,12 @@ ENV_TO_LIBRDKAFKA: dict[str, str] = {
 
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
+# Defaults of every client freshlake makes; the cluster's own settings win. With librdkafka's
+# 100 ms reconnect backoff a new client's first request waited about 50 ms in a third of tries
+# on the embedded broker (0 of 30 with 20 ms); every run and sensor tick makes new clients.
+# The backoff still grows to `reconnect.backoff.max.ms` (10 s) while a broker stays down.
+CLIENT_DEFAULTS: dict[str, object] = {"reconnect.backoff.ms": 20}
+
 
 def client_config(
     *,

@@ -45,7 +45,9 @@ class Watermarks:
 def reader(config: Mapping[str, object]):
     from confluent_kafka import Consumer
 
-    return Consumer({**config, **READER_SETTINGS})
+    from freshlake.kafka.connection import CLIENT_DEFAULTS
+
+    return Consumer({**CLIENT_DEFAULTS, **config, **READER_SETTINGS})
 
 
 def topic_partitions(config: Mapping[str, object], *, topic: str, timeout: float = 10.0) -> list[int]:

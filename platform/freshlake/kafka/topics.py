@@ -11,7 +11,9 @@ from freshlake.errors import FreshlakeConfigError
 def admin_client(config: Mapping[str, object]):
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"log_level": 0, **config})
+    from freshlake.kafka.connection import CLIENT_DEFAULTS
+
+    return AdminClient({"log_level": 0, **CLIENT_DEFAULTS, **config})
 
 
 def cluster_metadata(config: Mapping[str, object], *, timeout: float = 5.0):
