@@ -200,8 +200,7 @@ class _StreamWriter:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._conflict = False
-        txns = [app_id(topic=topic, partition=p) for p in last_offsets]
-        self._txns = list(zip(txns, last_offsets.values(), strict=True))
+        self._txns = [(app_id(topic=topic, partition=p), o) for p, o in last_offsets.items()]
         self._thread = threading.Thread(
             target=self._write, args=(schema,), name="freshlake-delta-writer", daemon=True
         )
