@@ -8,11 +8,11 @@ from datetime import datetime
 
 import dagster as dg
 
-from assets.keys import embeddings_key, raw_key
+from freshlake.assets.keys import embeddings_key, raw_key
 from freshlake.lag import StreamLag, judge
+from freshlake.resources.kafka import KafkaResource
+from freshlake.resources.storage import StorageResource
 from freshlake.streams import StreamSpec
-from resources.kafka import KafkaResource
-from resources.storage import StorageResource
 
 CONSUMER_LAG = "consumer_lag"
 EVENT_TIME_LAG = "event_time_lag"

@@ -5,14 +5,14 @@ from datetime import timedelta
 
 import dagster as dg
 
-from assets.keys import finetuning_key, raw_key
-from assets.partitions import partitions_def
-from assets.raw import column_schema
+from freshlake.assets.keys import finetuning_key, raw_key
+from freshlake.assets.partitions import partitions_def
+from freshlake.assets.raw import column_schema
 from freshlake.embed.chunking import ChunkerSettings
 from freshlake.feedback import DATASET_SCHEMA, DATASET_VERSION
 from freshlake.partitions import STEPS, key_for
+from freshlake.resources.storage import StorageResource
 from freshlake.streams import StreamSpec
-from resources.storage import StorageResource
 
 LAYER = "finetuning"
 # A day's rows read every earlier raw event of the cited documents (the as-of join), never a
@@ -27,7 +27,12 @@ class FinetuningConfig(dg.Config):
 
 
 def build_finetuning_asset(spec: StreamSpec, *, streams: Sequence[StreamSpec]) -> dg.AssetsDefinition:
-    documents = [s for s in streams if s.document is not None and s.name != spec.name]
+    named = spec.feedback.documents if spec.feedback is not None else ()
+    documents = [
+        s
+        for s in streams
+        if s.document is not None and s.name != spec.name and (not named or s.name in named)
+    ]
     joined = {s.document.enrich.stream for s in documents if s.document.enrich is not None}
     sources = [s for s in streams if s in documents or s.name in joined]  # raw tables read
     templates = ",".join(f"{s.name}-{s.document.version}" for s in documents)
@@ -97,14 +102,16 @@ def build_finetuning_asset(spec: StreamSpec, *, streams: Sequence[StreamSpec]) -
     return _finetuning
 
 
-def build_feedback_definitions(
-    streams: Sequence[StreamSpec], *, feedback: str = "feedback"
-) -> dg.Definitions:
-    """The fine-tuning dataset of the `feedback` stream, and a schedule building each finished
-    partition shortly after it closes; empty when there is no such stream."""
-    spec = next((s for s in streams if s.name == feedback), None)
-    if spec is None:
-        return dg.Definitions()
+def build_feedback_definitions(streams: Sequence[StreamSpec]) -> dg.Definitions:
+    """The fine-tuning dataset of every stream declared with `feedback:`, each with a schedule
+    building each finished partition shortly after it closes."""
+    return dg.Definitions.merge(
+        dg.Definitions(),
+        *[_feedback_definitions(s, streams=streams) for s in streams if s.feedback is not None],
+    )
+
+
+def _feedback_definitions(spec: StreamSpec, *, streams: Sequence[StreamSpec]) -> dg.Definitions:
     asset = build_finetuning_asset(spec, streams=streams)
     job = dg.define_asset_job(
         name=f"{spec.name}_{LAYER}",

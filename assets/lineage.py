@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.keys import current_key, raw_key
+from freshlake.assets.keys import current_key, raw_key
 from freshlake.delta.current import current_schema
 from freshlake.documents import template_fields
 from freshlake.streams import StreamSpec

@@ -13,11 +13,11 @@ from datetime import timedelta
 import dagster as dg
 from pydantic import Field
 
-from assets.keys import current_key, embeddings_key, quarantine_key, raw_key
+from freshlake.assets.keys import current_key, embeddings_key, quarantine_key, raw_key
 from freshlake.delta.maintenance import DEFAULT_RETENTION_HOURS, MIN_RETENTION_HOURS
 from freshlake.lance.store import MAX_UNINDEXED_FRACTION, MIN_RECALL, SAMPLE_QUERIES
+from freshlake.resources.storage import StorageResource
 from freshlake.streams import StreamSpec
-from resources.storage import StorageResource
 
 MAINTENANCE_TAG = "freshlake/maintenance"
 DELTA_POOL = "freshlake/maintenance/delta"

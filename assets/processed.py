@@ -4,17 +4,17 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from assets.keys import current_key, embeddings_key, raw_key
-from assets.lineage import column_lineage, embeddings_column_lineage
-from assets.partitions import is_incremental, partitions_def
-from assets.raw import column_schema, freshness_policy
+from freshlake.assets.keys import current_key, embeddings_key, raw_key
+from freshlake.assets.lineage import column_lineage, embeddings_column_lineage
+from freshlake.assets.partitions import is_incremental, partitions_def
+from freshlake.assets.raw import column_schema, freshness_policy
 from freshlake.delta.current import current_schema
 from freshlake.embed.chunking import ChunkerSettings
 from freshlake.embed.models import DEFAULT_PRECISION, MODEL_NAME
 from freshlake.partitions import window
+from freshlake.resources.embedder import EmbedderResource
+from freshlake.resources.storage import StorageResource
 from freshlake.streams import StreamSpec
-from resources.embedder import EmbedderResource
-from resources.storage import StorageResource
 
 # What shapes the vectors: a change to the model, its precision, the chunker or a template is a
 # new code version, and Dagster shows the embeddings as stale until they are re-derived.

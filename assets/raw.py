@@ -5,13 +5,13 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pyarrow as pa
 
-from assets.keys import quarantine_key, raw_key, topic_key
-from assets.partitions import is_incremental, partitions_def
+from freshlake.assets.keys import quarantine_key, raw_key, topic_key
+from freshlake.assets.partitions import is_incremental, partitions_def
 from freshlake.delta.schemas import quarantine_schema, raw_schema
 from freshlake.ingest.plan import OffsetRange
+from freshlake.resources.kafka import KafkaResource
+from freshlake.resources.storage import StorageResource
 from freshlake.streams import StreamSpec
-from resources.kafka import KafkaResource
-from resources.storage import StorageResource
 
 
 class OffsetRangeConfig(dg.Config):

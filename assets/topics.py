@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.keys import topic_key
+from freshlake.assets.keys import topic_key
 from freshlake.streams import StreamSpec
 
 

@@ -251,7 +251,7 @@ def run_timings(dagster_home: Path, stream: str) -> list[dict[str, Any]]:
     import dagster as dg
     from dagster import DagsterEventType, DagsterInstance
 
-    from sensors.offsets import STREAM_TAG
+    from freshlake.sensors.offsets import STREAM_TAG
 
     step_marks = {DagsterEventType.STEP_START: "start", DagsterEventType.STEP_SUCCESS: "end"}
     run_marks = {

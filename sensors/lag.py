@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.checks import lag_evaluations, measure
+from freshlake.assets.checks import lag_evaluations, measure
+from freshlake.resources.kafka import KafkaResource
+from freshlake.resources.storage import StorageResource
 from freshlake.streams import StreamSpec
-from resources.kafka import KafkaResource
-from resources.storage import StorageResource
 
 
 def build_lag_sensor(spec: StreamSpec, *, interval_seconds: int = 30) -> dg.SensorDefinition:

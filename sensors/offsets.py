@@ -4,11 +4,11 @@ import time
 
 import dagster as dg
 
-from assets.partitions import RANGES_TAG, current_partition
+from freshlake.assets.partitions import RANGES_TAG, current_partition
 from freshlake.errors import FreshlakeConfigError
+from freshlake.resources.kafka import KafkaResource
+from freshlake.resources.storage import StorageResource
 from freshlake.streams import StreamSpec
-from resources.kafka import KafkaResource
-from resources.storage import StorageResource
 
 STREAM_TAG = "freshlake/stream"
 IN_FLIGHT = [

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from freshlake.lag import StreamLag, Verdict, judge, measure_lag
-from freshlake.streams import DEMO_STREAMS, StreamSpec
+from freshlake.streams import StreamSpec
 
 COLOURS = {"PASS": "\033[32m", "WARN": "\033[33m", "FAIL": "\033[31m", "UNKNOWN": "\033[90m"}
 RESET = "\033[0m"
@@ -74,7 +74,7 @@ def status_report(
     kafka_config: Mapping[str, object],
     delta_root: str,
     lance_root: str,
-    specs: Sequence[StreamSpec] = DEMO_STREAMS,
+    specs: Sequence[StreamSpec],
     storage_options: Mapping[str, str] | None = None,
     now: datetime | None = None,
     last_runs: Mapping[str, LastRun] | None = None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -63,6 +63,14 @@ class DocumentSpec:
 
 
 @dataclass(frozen=True, kw_only=True)
+class FeedbackSpec:
+    """This stream holds rated answers; `documents` are the streams its document ids point into
+    (empty: every stream with a document)."""
+
+    documents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class StreamSpec:
     """One Kafka topic and the tables built from it.
 
@@ -75,11 +83,15 @@ class StreamSpec:
         required: fields that must be present and non-null.
         event_time_field: field holding the event time (ISO-8601 string or epoch millis).
         partitions: partition count used when freshlake creates the topic.
+        order_by: fields that order a key's events (a version, a revision or the event time),
+            compared in this order; the Kafka offset breaks ties within a partition only. Empty
+            for `debezium`: the source position (see `freshlake.ordering`).
+        feedback: set on the stream that holds user feedback (the fine-tuning loop).
     """
 
     name: str
     topic: str
-    key_field: str
+    key_field: str | tuple[str, ...]
     format: StreamFormat = "json"
     fields: Mapping[str, FieldType] = field(default_factory=dict)
     required: tuple[str, ...] = ()
@@ -90,118 +102,29 @@ class StreamSpec:
     partitioning: Partitioning = field(default_factory=Partitioning)
     description: str = ""
     document: DocumentSpec | None = None  # None: kept in Delta, not embedded
+    order_by: tuple[str, ...] = ()
+    feedback: FeedbackSpec | None = None
+
+    @property
+    def key_fields(self) -> tuple[str, ...]:
+        """The record key's fields: one, or several for a composite key."""
+        return (self.key_field,) if isinstance(self.key_field, str) else tuple(self.key_field)
+
+    @property
+    def order_fields(self) -> tuple[str, ...]:
+        """`order_by`, defaulting to the event-time field for `json`; empty means the Debezium
+        source position."""
+        if self.order_by or self.format == "debezium" or self.event_time_field is None:
+            return self.order_by
+        return (self.event_time_field,)
 
 
-DEMO_STREAMS: tuple[StreamSpec, ...] = (
-    StreamSpec(
-        name="flights",
-        topic="flights",
-        key_field="flight_id",
-        fields={
-            "flight_id": "string",
-            "flight_number": "string",
-            "airline": "string",
-            "origin": "string",
-            "origin_city": "string",
-            "destination": "string",
-            "destination_city": "string",
-            "status": "string",
-            "scheduled_departure": "timestamp",
-            "estimated_departure": "timestamp",
-            "gate": "string",
-            "delay_minutes": "int",
-            "reason": "string",
-            "event_time": "timestamp",
-            "version": "int",
-        },
-        required=("flight_id", "status", "event_time"),
-        event_time_field="event_time",
-        description="Flight status events (scheduled, boarding, delayed, gate change, ...).",
-        document=DocumentSpec(
-            template=(
-                "Flight {flight_number} ({airline}) from [{origin_city} ]({origin})"
-                " to [{destination_city} ]({destination}) is {status}"
-                "[, delayed {delay_minutes} minutes][ because of {reason}][, gate {gate}]"
-                "[, scheduled to depart {scheduled_departure}]"
-                "[, now expected {estimated_departure}]."
-            ),
-            attributes=("flight_id", "status", "origin", "destination", "airline"),
-        ),
-    ),
-    StreamSpec(
-        name="bookings",
-        topic="bookings",
-        key_field="booking_id",
-        format="debezium",
-        fields={
-            "booking_id": "string",
-            "passenger_name": "string",
-            "email": "string",
-            "flight_id": "string",
-            "seat": "string",
-            "fare_class": "string",
-            "status": "string",
-            "updated_at": "timestamp",
-        },
-        required=("booking_id",),
-        event_time_field="updated_at",
-        description="Booking rows captured from the airline database by Debezium.",
-        document=DocumentSpec(
-            template=(
-                "Booking {booking_id} for {passenger_name} is {status} on flight {flight_id}"
-                "[, seat {seat}][, {fare_class} fare]"
-                "[. Flight {flight.flight_number} from {flight.origin} to {flight.destination}"
-                " is {flight.status}][, delayed {flight.delay_minutes} minutes]"
-                "[ because of {flight.reason}][, gate {flight.gate}]."
-            ),
-            attributes=("booking_id", "flight_id", "status"),
-            enrich=Enrichment(stream="flights", on="flight_id", prefix="flight"),
-        ),
-    ),
-    StreamSpec(
-        name="policies",
-        topic="policies",
-        key_field="policy_id",
-        fields={
-            "policy_id": "string",
-            "title": "string",
-            "category": "string",
-            "body": "string",
-            "revision": "int",
-            "event_time": "timestamp",
-        },
-        required=("policy_id", "title", "body", "event_time"),
-        event_time_field="event_time",
-        description="Airline policy documents (rebooking, refunds, baggage, compensation).",
-        document=DocumentSpec(template="{title}\n\n{body}", attributes=("policy_id", "category", "title")),
-    ),
-    StreamSpec(
-        name="feedback",
-        topic="feedback",
-        key_field="feedback_id",
-        fields={
-            "feedback_id": "string",
-            "session_id": "string",
-            "query": "string",
-            "answer": "string",
-            "rating": "string",
-            "comment": "string",
-            "document_ids": "list",
-            "event_time": "timestamp",
-        },
-        required=("feedback_id", "rating", "event_time"),
-        event_time_field="event_time",
-        description="User reactions to assistant answers, for the fine-tuning loop.",
-    ),
-)
+def topics(streams: Sequence[StreamSpec]) -> dict[str, int]:
+    """Topic -> partitions, for creating the topics of `streams`."""
+    return {spec.topic: spec.partitions for spec in streams}
 
 
-def demo_topics() -> dict[str, int]:
-    """Topic -> partitions for the demo streams."""
-    return {spec.topic: spec.partitions for spec in DEMO_STREAMS}
-
-
-def stream_by_name(name: str, *, streams: tuple[StreamSpec, ...] = DEMO_STREAMS) -> StreamSpec:
+def stream_by_name(name: str, *, streams: Sequence[StreamSpec]) -> StreamSpec:
     for spec in streams:
         if spec.name == name:
             return spec

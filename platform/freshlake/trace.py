@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from freshlake.errors import FreshlakeConfigError
-from freshlake.streams import DEMO_STREAMS, StreamSpec
+from freshlake.streams import StreamSpec
 
 CHUNK_COLUMNS = (
     "chunk_id",
@@ -138,7 +138,7 @@ def trace(
     delta_root: str,
     lance_root: str,
     storage_options: Mapping[str, str] | None = None,
-    specs: Sequence[StreamSpec] = DEMO_STREAMS,
+    specs: Sequence[StreamSpec],
     kafka_config: Mapping[str, object] | None = None,
 ) -> TraceReport:
     """Walk a chunk id (only that chunk) or a key (all its chunks) back to Kafka.

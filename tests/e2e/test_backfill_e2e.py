@@ -96,10 +96,10 @@ def snapshot(home: Path, embedder_url: str) -> tuple[list[dict], list[dict], lis
     from freshlake.lance.search import search
     from freshlake.lance.tables import live_store
     from freshlake.settings import store_roots
-    from freshlake.streams import stream_by_name
+    from tests.demo_streams import demo_stream
 
     delta, lance = store_roots(env={"FRESHLAKE_HOME": str(home)})
-    spec = stream_by_name("flights")
+    spec = demo_stream("flights")
     current = open_table(f"{delta}/flights/current").to_pyarrow_table().to_pylist()
     store = live_store(uri=lance, spec=spec)
     rows = [
@@ -122,11 +122,11 @@ def snapshot(home: Path, embedder_url: str) -> tuple[list[dict], list[dict], lis
 def embedded_rows(home: Path) -> int:
     from freshlake.lance.tables import live_store
     from freshlake.settings import store_roots
-    from freshlake.streams import stream_by_name
+    from tests.demo_streams import demo_stream
 
     _, lance = store_roots(env={"FRESHLAKE_HOME": str(home)})
     try:
-        store = live_store(uri=lance, spec=stream_by_name("flights"))
+        store = live_store(uri=lance, spec=demo_stream("flights"))
         return 0 if store is None else store.count()
     except Exception:  # tables being created by the run: the next poll sees them
         return 0

@@ -17,7 +17,7 @@ import pytest
 
 from freshlake.delta.tables import committed_offsets
 from freshlake.kafka.broker import free_port
-from freshlake.streams import DEMO_STREAMS
+from tests.demo_streams import DEMO_STREAMS
 
 pytestmark = pytest.mark.e2e
 

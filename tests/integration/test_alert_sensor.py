@@ -12,7 +12,7 @@ import pytest
 from dagster._core.definitions.freshness import FreshnessState, FreshnessStateChange
 
 from freshlake.alerts.notify import ALERTS_OFF, RetryPolicy
-from sensors.alerts import build_alert_sensor
+from freshlake.sensors.alerts import build_alert_sensor
 from tests.receiver import Received, local_receiver
 
 RAW = dg.AssetKey(["docs", "raw"])

@@ -13,13 +13,13 @@ import dagster as dg
 import polars as pl
 from deltalake import DeltaTable
 
-from assets.feedback import build_feedback_definitions
-from assets.keys import finetuning_key
+from freshlake.assets.feedback import build_feedback_definitions
+from freshlake.assets.keys import finetuning_key
 from freshlake.delta.tables import append_offsets
 from freshlake.ingest.parse import split_messages
 from freshlake.kafka.messages import KafkaMessage
-from freshlake.streams import DEMO_STREAMS, stream_by_name
-from resources.storage import StorageResource
+from freshlake.resources.storage import StorageResource
+from tests.demo_streams import DEMO_STREAMS, demo_stream
 
 DAY1, DAY2 = "2026-03-01", "2026-03-02"
 T1 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -34,7 +34,7 @@ class Raw:
         self.offsets: dict[str, int] = {}
 
     def send(self, stream: str, key: str, value: dict | None, *, at: datetime) -> None:
-        spec = stream_by_name(stream)
+        spec = demo_stream(stream)
         offset = self.offsets[stream] = self.offsets.get(stream, -1) + 1
         if value is not None:
             value = {"event_time": at.isoformat(), **value}
@@ -157,7 +157,7 @@ def test_a_day_emptied_upstream_is_emptied_and_jsonl_follows(tmp_path) -> None:
 def test_definitions_hold_the_asset_its_history_deps_and_a_schedule() -> None:
     defs = build_feedback_definitions(DEMO_STREAMS)
     (asset,) = defs.assets
-    assert asset.key == finetuning_key(stream_by_name("feedback"))
+    assert asset.key == finetuning_key(demo_stream("feedback"))
     deps = {key.to_user_string() for key in asset.asset_deps[asset.key]}
     assert deps == {"feedback/raw", "flights/raw", "bookings/raw", "policies/raw"}
     assert asset.backfill_policy == dg.BackfillPolicy.single_run()

@@ -14,7 +14,7 @@ import pytest
 from freshlake.delta.tables import committed_offsets
 from freshlake.ingest.plan import OffsetRange
 from freshlake.ingest.raw import RawTables, ingest_stream
-from freshlake.streams import stream_by_name
+from tests.demo_streams import demo_stream
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ def produce(kafka_config, *, prefix: str, stream: str, count: int, bad_ratio: fl
         topic_prefix=prefix,
         partitions=3,
     )
-    spec = stream_by_name(stream)
+    spec = demo_stream(stream)
     return dataclasses.replace(spec, topic=prefix + spec.topic)
 
 
@@ -131,7 +131,7 @@ CRASHING_RUN = textwrap.dedent(
     import freshlake.ingest.raw as raw
     from freshlake.delta import tables as delta_tables
     from freshlake.ingest.raw import RawTables, ingest_stream
-    from freshlake.streams import stream_by_name
+    from tests.demo_streams import demo_stream
     import dataclasses
 
     crash_at, topic, bootstrap, raw_uri, q_uri = sys.argv[1:6]
@@ -161,7 +161,7 @@ CRASHING_RUN = textwrap.dedent(
         return result
 
     raw.append_offsets, raw.append_stream = append, stream
-    spec = dataclasses.replace(stream_by_name("flights"), topic=topic)
+    spec = dataclasses.replace(demo_stream("flights"), topic=topic)
     ingest_stream(spec=spec, kafka_config={"bootstrap.servers": bootstrap},
                   tables=RawTables(raw=raw_uri, quarantine=q_uri))
     """
@@ -218,7 +218,7 @@ def test_unknown_topic_is_a_config_error_and_creates_nothing(kafka_config, uniqu
     from freshlake.errors import FreshlakeConfigError
     from freshlake.kafka.topics import existing_topics
 
-    spec = dataclasses.replace(stream_by_name("flights"), topic=unique_topic)
+    spec = dataclasses.replace(demo_stream("flights"), topic=unique_topic)
     with pytest.raises(FreshlakeConfigError, match=f"topic '{unique_topic}' does not exist"):
         ingest_stream(spec=spec, kafka_config=kafka_config, tables=tables)
     assert unique_topic not in existing_topics(kafka_config)

@@ -11,12 +11,12 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from assets.keys import embeddings_key
-from assets.partitions import current_partition
-from assets.processed import build_embeddings_asset
+from freshlake.assets.keys import embeddings_key
+from freshlake.assets.partitions import current_partition
+from freshlake.assets.processed import build_embeddings_asset
 from freshlake.embed.models import HashEmbedder
 from freshlake.lance.search import search
-from resources.embedder import EmbedderResource
+from freshlake.resources.embedder import EmbedderResource
 from tests.integration.test_processed import World
 
 pytestmark = pytest.mark.integration

@@ -12,10 +12,11 @@ import pytest
 from freshlake.delta.schemas import raw_schema
 from freshlake.delta.tables import append_offsets
 from freshlake.ingest.plan import OffsetsWentBackwards
-from freshlake.streams import Batching, stream_by_name
-from resources.kafka import KafkaResource
-from resources.storage import StorageResource
-from sensors.offsets import RANGES_TAG, STREAM_TAG, build_offsets_sensor, evaluate
+from freshlake.resources.kafka import KafkaResource
+from freshlake.resources.storage import StorageResource
+from freshlake.sensors.offsets import RANGES_TAG, STREAM_TAG, build_offsets_sensor, evaluate
+from freshlake.streams import Batching
+from tests.demo_streams import demo_stream
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,7 @@ def setup(kafka_config, unique_topic, tmp_path):
                 start=datetime(2026, 11, 21, tzinfo=UTC),
                 partitions=3,
             )
-        spec = dataclasses.replace(stream_by_name("flights"), topic=f"{unique_topic}-flights")
+        spec = dataclasses.replace(demo_stream("flights"), topic=f"{unique_topic}-flights")
         if batching is not None:
             spec = dataclasses.replace(spec, batching=batching)
         kafka = KafkaResource(bootstrap_servers=str(kafka_config["bootstrap.servers"]))

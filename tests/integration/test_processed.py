@@ -17,17 +17,17 @@ import pyarrow as pa
 import pyarrow.compute
 import pytest
 
-from assets.keys import embeddings_key
-from assets.partitions import current_partition
-from assets.processed import build_current_asset, build_embeddings_asset
-from assets.raw import build_raw_assets
-from assets.topics import topic_asset_spec
+from freshlake.assets.keys import embeddings_key
+from freshlake.assets.partitions import current_partition
+from freshlake.assets.processed import build_current_asset, build_embeddings_asset
+from freshlake.assets.raw import build_raw_assets
+from freshlake.assets.topics import topic_asset_spec
 from freshlake.embed.chunking import ChunkerSettings
 from freshlake.kafka.topics import ensure_topics
-from freshlake.streams import stream_by_name
-from resources.embedder import EmbedderResource
-from resources.kafka import KafkaResource
-from resources.storage import StorageResource
+from freshlake.resources.embedder import EmbedderResource
+from freshlake.resources.kafka import KafkaResource
+from freshlake.resources.storage import StorageResource
+from tests.demo_streams import demo_stream
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +63,7 @@ class World:
 
         self.prefix = f"p{uuid.uuid4().hex[:8]}-"
         self.specs = {
-            name: dataclasses.replace(stream_by_name(name), topic=self.prefix + name)
+            name: dataclasses.replace(demo_stream(name), topic=self.prefix + name)
             for name in ("flights", "bookings", "policies")
         }
         ensure_topics(kafka_config, topics={s.topic: 3 for s in self.specs.values()})
@@ -175,7 +175,7 @@ class World:
         keys = [key for a in runnable for key in a.keys if not layers or key.path[-1] in layers]
         if backfill is None:
             options = {
-                "partition_key": current_partition(stream_by_name("flights"))
+                "partition_key": current_partition(demo_stream("flights"))
             }  # asked at each run: the day may roll over mid-suite
         else:
             options = {
@@ -315,7 +315,7 @@ def test_replaying_an_older_range_changes_no_vector_row(world: World) -> None:
 RUN_THROUGH_SERVICE = """
 import json, sys
 from tests.integration.test_processed import World
-from resources.embedder import EmbedderResource
+from freshlake.resources.embedder import EmbedderResource
 
 bootstrap, url, tmp = sys.argv[1:4]
 import pathlib

@@ -9,13 +9,14 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from assets.keys import quarantine_key, raw_key
-from assets.partitions import current_partition
-from assets.raw import build_raw_assets
-from assets.topics import topic_asset_spec
-from freshlake.streams import Batching, stream_by_name
-from resources.kafka import KafkaResource
-from resources.storage import StorageResource
+from freshlake.assets.keys import quarantine_key, raw_key
+from freshlake.assets.partitions import current_partition
+from freshlake.assets.raw import build_raw_assets
+from freshlake.assets.topics import topic_asset_spec
+from freshlake.resources.kafka import KafkaResource
+from freshlake.resources.storage import StorageResource
+from freshlake.streams import Batching
+from tests.demo_streams import demo_stream
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,7 @@ def test_manual_materialization_ingests_up_to_the_watermark_capped(
         start=datetime(2026, 11, 21, tzinfo=UTC),
     )
     spec = dataclasses.replace(
-        stream_by_name("flights"),
+        demo_stream("flights"),
         topic=f"{unique_topic}-flights",
         batching=Batching(max_records_per_run=300),
     )

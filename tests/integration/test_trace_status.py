@@ -13,12 +13,13 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from assets.checks import build_lag_checks
-from assets.partitions import current_partition
+from freshlake.assets.checks import build_lag_checks
+from freshlake.assets.partitions import current_partition
 from freshlake.ops_cli import run_status, run_trace
 from freshlake.status import exit_code, status_report
-from freshlake.streams import Freshness, stream_by_name
+from freshlake.streams import Freshness
 from freshlake.trace import trace
+from tests.demo_streams import demo_stream
 from tests.integration.test_processed import World
 
 pytestmark = pytest.mark.integration
@@ -136,7 +137,7 @@ def test_lag_checks_in_a_run_pass_then_fail(world: World, kafka_config) -> None:
     result = dg.materialize(
         [*world.assets, *checks],
         resources=world.resources,
-        partition_key=current_partition(stream_by_name("flights")),
+        partition_key=current_partition(demo_stream("flights")),
     )
     assert result.success
     evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from freshlake.streams import stream_by_name
-from resources.embedder import EmbedderResource
+from freshlake.resources.embedder import EmbedderResource
+from tests.demo_streams import demo_stream
 from tests.integration.test_processed import World
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -31,7 +31,7 @@ def test_refund_question_finds_policy_and_cancelled_flight(kafka_config, tmp_pat
         create_topics=False,
     )
     world.specs = {
-        name: dataclasses.replace(stream_by_name(name), topic=world.prefix + name)
+        name: dataclasses.replace(demo_stream(name), topic=world.prefix + name)
         for name in ("flights", "bookings", "policies")
     }
     stats = world.run()

@@ -16,20 +16,20 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from assets.maintenance import DeltaMaintenanceConfig, _delta_metadata, _lance_metadata
+from freshlake.assets.maintenance import DeltaMaintenanceConfig, _delta_metadata, _lance_metadata
 from freshlake.chunks import Chunk, Provenance
 from freshlake.delta.maintenance import maintain
 from freshlake.delta.schemas import raw_schema
 from freshlake.delta.tables import append_offsets, committed_offsets
 from freshlake.embed.models import HashEmbedder
 from freshlake.lance.store import ChunkStore
-from freshlake.streams import stream_by_name
+from tests.demo_streams import demo_stream
 
 pytestmark = pytest.mark.slow
 
 PASSES = 500
 PARTITIONS = 3
-SPEC = stream_by_name("flights")
+SPEC = demo_stream("flights")
 EMBEDDER = HashEmbedder()
 T0 = datetime(2026, 11, 21, 6, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from freshlake.embed.models import SentenceTransformerEmbedder
-from resources.embedder import EmbedderResource
+from freshlake.resources.embedder import EmbedderResource
 from tests.integration.test_model_rollout import DAY, Searcher
 from tests.integration.test_processed import World
 

@@ -11,22 +11,23 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pytest
 
-from assets.checks import (
+from freshlake.assets.checks import (
     build_lag_checks,
     consumer_lag_check_key,
     event_time_lag_check_key,
     lag_evaluations,
 )
-from assets.streams import build_stream_definitions
+from freshlake.components.stream import build_stream_definitions
 from freshlake.lag import StreamLag
-from freshlake.streams import Freshness, stream_by_name
-from resources.kafka import KafkaResource
-from resources.storage import StorageResource
-from sensors.lag import build_lag_sensor, evaluate
+from freshlake.resources.kafka import KafkaResource
+from freshlake.resources.storage import StorageResource
+from freshlake.sensors.lag import build_lag_sensor, evaluate
+from freshlake.streams import Freshness
+from tests.demo_streams import demo_stream
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 SPEC = dataclasses.replace(
-    stream_by_name("flights"),
+    demo_stream("flights"),
     freshness=Freshness(warn_after_seconds=60, fail_after_seconds=120, max_consumer_lag=10),
 )
 
@@ -62,7 +63,7 @@ def resources(tmp_path, closed_port) -> dict:
 def test_check_keys_target_raw_and_the_searchable_asset() -> None:
     assert consumer_lag_check_key(SPEC) == dg.AssetCheckKey(dg.AssetKey(["flights", "raw"]), "consumer_lag")
     assert event_time_lag_check_key(SPEC).asset_key == dg.AssetKey(["flights", "embeddings"])
-    feedback = stream_by_name("feedback")  # not embedded: event-time lag is checked on raw
+    feedback = demo_stream("feedback")  # not embedded: event-time lag is checked on raw
     assert event_time_lag_check_key(feedback).asset_key == dg.AssetKey(["feedback", "raw"])
     (checks,) = build_lag_checks(SPEC)
     assert set(checks.check_keys) == {consumer_lag_check_key(SPEC), event_time_lag_check_key(SPEC)}
@@ -118,10 +119,10 @@ def test_checks_and_sensor_load_beside_the_stream_assets(resources) -> None:
 
 
 def test_column_lineage_raw_to_current_to_embeddings() -> None:
-    from assets.lineage import column_lineage, embeddings_column_lineage
+    from freshlake.assets.lineage import column_lineage, embeddings_column_lineage
 
     raw, current = dg.AssetKey(["bookings", "raw"]), dg.AssetKey(["bookings", "current"])
-    spec = stream_by_name("bookings")
+    spec = demo_stream("bookings")
     deps = column_lineage(spec).deps_by_column
     assert deps["source_offset"] == [dg.TableColumnDep(asset_key=raw, column_name="kafka_offset")]
     assert deps["is_deleted"] == [dg.TableColumnDep(asset_key=raw, column_name="is_delete")]

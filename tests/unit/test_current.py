@@ -12,11 +12,11 @@ from freshlake.delta.current import current_changes, fold_into_current, merge_in
 from freshlake.delta.tables import append_offsets
 from freshlake.ingest.parse import split_messages
 from freshlake.kafka.messages import KafkaMessage
-from freshlake.streams import stream_by_name
+from tests.demo_streams import demo_stream
 
 NOW = datetime(2026, 11, 21, 12, tzinfo=UTC)
-FLIGHTS = stream_by_name("flights")
-BOOKINGS = stream_by_name("bookings")
+FLIGHTS = demo_stream("flights")
+BOOKINGS = demo_stream("bookings")
 
 
 def flight(offset: int, key: str, status: str, partition: int = 0) -> KafkaMessage:

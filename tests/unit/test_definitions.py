@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 import pyarrow as pa
 
-from assets.maintenance import DELTA_POOL
+from freshlake.assets.maintenance import DELTA_POOL
 from freshlake.dagster_instance import write_instance_config
-from freshlake.streams import DEMO_STREAMS
+from tests.demo_streams import DEMO_STREAMS
 
 
 def test_definitions_load_and_validate() -> None:
@@ -43,11 +43,11 @@ def test_maintenance_job_runs_against_real_tables(tmp_path) -> None:
     defs = load_defs()
     from freshlake.delta.schemas import quarantine_schema, raw_schema
     from freshlake.delta.tables import append_offsets
-    from freshlake.streams import stream_by_name
-    from resources.storage import StorageResource
+    from freshlake.resources.storage import StorageResource
+    from tests.demo_streams import demo_stream
 
     storage = StorageResource(delta_root=str(tmp_path))
-    spec = stream_by_name("flights")
+    spec = demo_stream("flights")
     for offset in range(5):  # five small commits: five files
         row = {
             "kafka_topic": "flights",
@@ -101,7 +101,7 @@ def test_maintenance_job_runs_against_real_tables(tmp_path) -> None:
 
 def test_delta_maintenance_refuses_a_retention_below_the_floor(tmp_path) -> None:
     from definitions import defs as load_defs
-    from resources.storage import StorageResource
+    from freshlake.resources.storage import StorageResource
 
     job = load_defs().get_job_def("delta_maintenance")
     result = job.execute_in_process(
@@ -122,12 +122,12 @@ def test_lance_maintenance_indexes_and_optimizes(tmp_path, monkeypatch) -> None:
     from freshlake.embed.models import HashEmbedder
     from freshlake.lance.store import ChunkStore
     from freshlake.lance.tables import TableRegistry
-    from freshlake.streams import stream_by_name
-    from resources.storage import StorageResource
+    from freshlake.resources.storage import StorageResource
+    from tests.demo_streams import demo_stream
 
     storage = StorageResource(delta_root=str(tmp_path / "d"), lance_root=str(tmp_path / "l"))
     embedder = HashEmbedder()
-    spec = stream_by_name("policies")
+    spec = demo_stream("policies")
     # An older vector space, swapped out below: maintenance drops it after the grace period.
     old = ChunkStore(uri=storage.lance_uri(), table_name="policies__old", dimension=8)
     assert old.count() == 0

@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from freshlake.demo.world import DEBEZIUM_BAD_KINDS, JSON_BAD_KINDS, DemoMessage, DemoWorld
-from freshlake.streams import DEMO_STREAMS, StreamSpec
+from freshlake.streams import StreamSpec
+from tests.demo_streams import DEMO_STREAMS
 
 START = datetime(2026, 11, 21, 20, 0, tzinfo=UTC)
 SPECS = {spec.topic: spec for spec in DEMO_STREAMS}

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from freshlake.documents import render, template_fields
-from freshlake.streams import stream_by_name
+from tests.demo_streams import demo_stream
 
 FLIGHT = {
     "flight_id": "UA123-2026-11-21",
@@ -22,13 +22,13 @@ FLIGHT = {
 
 
 def test_flight_reads_naturally_and_drops_empty_facts() -> None:
-    text = render(stream_by_name("flights").document, row=FLIGHT)
+    text = render(demo_stream("flights").document, row=FLIGHT)
     assert text == (
         "Flight UA123 (United) from New York (JFK) to (SFO) is delayed, delayed 95 minutes because of crew, "
         "gate B7, scheduled to depart 2026-11-21 18:40 UTC."
     )
     on_time = render(
-        stream_by_name("flights").document,
+        demo_stream("flights").document,
         row={**FLIGHT, "status": "boarding", "delay_minutes": 0, "reason": None},
     )
     assert "delayed" not in on_time and "because" not in on_time and "boarding" in on_time
@@ -43,11 +43,11 @@ def test_booking_is_enriched_with_its_flight() -> None:
         "seat": "12A",
         "fare_class": "economy",
     }
-    spec = stream_by_name("bookings").document
+    spec = demo_stream("bookings").document
     text = render(spec, row=booking, joined={**FLIGHT, "status": "cancelled", "delay_minutes": 0})
     assert "Flight UA123 from JFK to SFO is cancelled" in text and "seat 12A" in text
     assert "Flight UA123" not in render(spec, row=booking, joined=None)  # no flight known yet
 
 
 def test_template_fields() -> None:
-    assert "flight.status" in template_fields(stream_by_name("bookings").document.template)
+    assert "flight.status" in template_fields(demo_stream("bookings").document.template)

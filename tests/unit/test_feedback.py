@@ -23,10 +23,10 @@ from freshlake.feedback import (
 from freshlake.ingest.parse import split_messages
 from freshlake.kafka.messages import KafkaMessage
 from freshlake.partitions import window
-from freshlake.streams import DEMO_STREAMS, stream_by_name
+from tests.demo_streams import DEMO_STREAMS, demo_stream
 
 T0 = datetime(2026, 3, 1, 9, tzinfo=UTC)
-SPECS = {name: stream_by_name(name) for name in ("flights", "bookings", "policies", "feedback")}
+SPECS = {name: demo_stream(name) for name in ("flights", "bookings", "policies", "feedback")}
 
 
 class Chunker:
@@ -153,7 +153,7 @@ def test_deleted_and_unknown_documents_are_missing_not_errors() -> None:
 def test_a_document_published_after_the_feedback_is_unknown_to_it() -> None:
     flights, fb = Log("flights"), Log("feedback")
     feedback(fb, "FB1", ["FL0001"], at=T0)
-    value = {"flight_id": "FL0001", "flight_number": "FL1", "status": "boarding"}
+    value = {"flight_id": "FL0001", "flight_number": "FL1", "status": "boarding", "version": 1}
     flights.send("FL0001", value, at=T0 + timedelta(seconds=1))
 
     row = by_id(build(fb, flights).rows)["FB1"]
@@ -165,11 +165,11 @@ def test_a_document_published_after_the_feedback_is_unknown_to_it() -> None:
 def test_bare_keys_resolve_in_any_document_stream_and_bookings_join_their_flight_as_of() -> None:
     flights, bookings, fb = Log("flights"), Log("bookings"), Log("feedback")
     flight = {"flight_id": "FL7", "flight_number": "FL7", "origin": "JFK", "destination": "SFO"}
-    flights.send("FL7", {**flight, "status": "scheduled"}, at=T0)
+    flights.send("FL7", {**flight, "status": "scheduled", "version": 1}, at=T0)
     booking = {"booking_id": "BK1", "passenger_name": "Ana", "flight_id": "FL7", "status": "confirmed"}
     bookings.send("BK1", {"op": "c", "after": booking}, at=T0)
     feedback(fb, "FB1", ["BK1", "FL7"], at=T0 + timedelta(minutes=1))
-    flights.send("FL7", {**flight, "status": "cancelled"}, at=T0 + timedelta(minutes=2))
+    flights.send("FL7", {**flight, "status": "cancelled", "version": 2}, at=T0 + timedelta(minutes=2))
 
     row = by_id(build(fb, flights, bookings).rows)["FB1"]
 

@@ -9,11 +9,12 @@ import pyarrow as pa
 
 from freshlake.lag import StreamLag, consumer_lag, judge, newest_current_event_time
 from freshlake.status import StreamStatus, exit_code, render
-from freshlake.streams import Freshness, stream_by_name
+from freshlake.streams import Freshness
+from tests.demo_streams import demo_stream
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 SPEC = dataclasses.replace(
-    stream_by_name("flights"),
+    demo_stream("flights"),
     freshness=Freshness(warn_after_seconds=60, fail_after_seconds=120, max_consumer_lag=100),
 )
 

@@ -20,10 +20,11 @@ from freshlake.ingest.parse import (
     split_messages,
 )
 from freshlake.kafka.messages import KafkaMessage, MessageBatch
-from freshlake.streams import StreamSpec, stream_by_name
+from freshlake.streams import StreamSpec
+from tests.demo_streams import demo_stream
 
-FLIGHTS = stream_by_name("flights")
-BOOKINGS = stream_by_name("bookings")
+FLIGHTS = demo_stream("flights")
+BOOKINGS = demo_stream("bookings")
 INGESTED_AT = datetime(2025, 6, 2, 0, 30, tzinfo=UTC)
 T0_MS = 1748765700000  # 2025-06-01T08:15:00Z
 _offsets = itertools.count()
@@ -543,7 +544,7 @@ def test_demo_world_bad_messages_are_exactly_the_quarantined_ones() -> None:
         bad = any(name == world_module.BAD_HEADER for name, _ in m.headers)
         by_topic.setdefault(m.topic, []).append((kafka, bad))
     n_bad = 0
-    for spec in (stream_by_name(name) for name in ("flights", "bookings", "policies", "feedback")):
+    for spec in (demo_stream(name) for name in ("flights", "bookings", "policies", "feedback")):
         pairs = by_topic.get(spec.topic, [])
         raw, quarantine = split_messages(spec, [m for m, _ in pairs], ingested_at=INGESTED_AT)
         expected_bad = [m.offset for m, bad in pairs if bad]

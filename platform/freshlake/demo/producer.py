@@ -9,10 +9,10 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from freshlake.demo.streams import stream_by_name
 from freshlake.demo.world import STREAMS, DemoMessage, DemoWorld
 from freshlake.errors import FreshlakeError
 from freshlake.kafka.topics import check_reachable, ensure_topics
-from freshlake.streams import stream_by_name
 
 if TYPE_CHECKING:
     from confluent_kafka import Producer

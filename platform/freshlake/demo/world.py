@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from freshlake.streams import stream_by_name
+from freshlake.demo.streams import stream_by_name
 
 STREAMS: tuple[str, ...] = ("flights", "bookings", "policies", "feedback")
 BAD_HEADER = "freshlake-demo-bad"

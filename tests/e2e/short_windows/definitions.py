@@ -12,12 +12,13 @@ from dataclasses import replace
 
 import dagster as dg
 
-from assets.streams import build_stream_definitions
-from freshlake.streams import Freshness, stream_by_name
-from resources.embedder import EmbedderResource
-from resources.kafka import KafkaResource
-from resources.storage import StorageResource
-from sensors.alerts import build_alert_sensor
+from freshlake.components.stream import build_stream_definitions
+from freshlake.resources.embedder import EmbedderResource
+from freshlake.resources.kafka import KafkaResource
+from freshlake.resources.storage import StorageResource
+from freshlake.sensors.alerts import build_alert_sensor
+from freshlake.streams import Freshness
+from tests.demo_streams import demo_stream
 
 WARN_AFTER_SECONDS = 60
 FAIL_AFTER_SECONDS = 90
@@ -26,7 +27,7 @@ ALERT_INTERVAL_SECONDS = 5
 
 def build_definitions() -> dg.Definitions:
     spec = replace(
-        stream_by_name("flights"),
+        demo_stream("flights"),
         freshness=Freshness(warn_after_seconds=WARN_AFTER_SECONDS, fail_after_seconds=FAIL_AFTER_SECONDS),
     )
     stream = build_stream_definitions(spec)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.checks import build_lag_checks
-from assets.keys import current_key, embeddings_key, quarantine_key, raw_key
-from assets.processed import DEFAULT_MODEL_CODE, build_current_asset, build_embeddings_asset
-from assets.raw import build_raw_assets
-from assets.topics import topic_asset_spec
+from freshlake.assets.checks import build_lag_checks
+from freshlake.assets.keys import current_key, embeddings_key, quarantine_key, raw_key
+from freshlake.assets.processed import DEFAULT_MODEL_CODE, build_current_asset, build_embeddings_asset
+from freshlake.assets.raw import build_raw_assets
+from freshlake.assets.topics import topic_asset_spec
+from freshlake.sensors.lag import build_lag_sensor
+from freshlake.sensors.offsets import STREAM_TAG, build_offsets_sensor
 from freshlake.streams import StreamSpec
-from sensors.lag import build_lag_sensor
-from sensors.offsets import STREAM_TAG, build_offsets_sensor
 
 
 def build_stream_definitions(spec: StreamSpec, *, model_code: str = DEFAULT_MODEL_CODE) -> dg.Definitions:
