@@ -1,0 +1,1 @@
+"""The composition: stream specs in, Dagster definitions out (above assets/, sensors/, resources/)."""
