@@ -13,11 +13,13 @@ from freshlake.errors import FreshlakeConfigError
 
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicated mapping keys (PyYAML keeps the last one silently) and
-    reads booleans as YAML 1.2 does: only true/false, so `on: flight_id` stays the key "on"."""
+    reads booleans as YAML 1.2 does: only true/false, so `on: flight_id` stays the key "on".
+    Dates stay text (`start: 2026-01-01`), checked by the stream validation."""
 
 
+_DROPPED = frozenset({"tag:yaml.org,2002:bool", "tag:yaml.org,2002:timestamp"})
 _StrictLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _DROPPED]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _StrictLoader.add_implicit_resolver(
