@@ -2,10 +2,27 @@
 
 Only raw commits newer than the last one folded are read (raw's Change Data Feed); the last raw
 version folded is recorded in the same commit as the MERGE (`Transaction(app_id="raw", ...)`), so
-a crash or replay folds nothing twice. Every update is guarded by `version` (the Kafka offset of
-the row's event): an older event never overwrites a newer one, in any order of arrival. A delete
-keeps the key as a row with `is_deleted = true` (readers skip it) so that an older upsert replayed
-later cannot bring a deleted booking back.
+a crash or replay folds nothing twice. A delete keeps the key as a row with `is_deleted = true`
+(readers skip it) so that an older upsert replayed later cannot bring a deleted booking back.
+
+Order: every update is guarded by `version`, one sortable string (`freshlake.ordering`):
+`<order prefix><partition><offset>`. The prefix encodes the stream's order (its `order_by`
+fields, by default the event time; for Debezium the source position: PostgreSQL lsn + txId,
+MySQL binlog file + pos + row, SQL Server commit_lsn + change_lsn, else ts_ms), so the newest
+event *by the source's order* wins in any order of arrival, whichever partition it came from. A
+Kafka offset breaks a tie only inside its partition; equal order values in two partitions are
+decided by (partition, offset), deterministically, and counted as `version_ties`.
+
+Rows without an order value (tombstones; the parse step quarantines other rows without one):
+a tombstone takes the prefix of the previous row of its key in its partition (by offset): in the
+batch, or else in the MERGE from the `current` row when that row came from the same partition at
+a lower offset (the target's prefix, the tombstone's own partition and offset). With no such row
+it is kept as a deletion marker with the lowest prefix (`!`, below every order value), so any
+versioned event of the key, older or newer, re-creates it. A tombstone therefore deletes what its
+partition said before it, never an event of another partition it cannot be ordered against.
+
+Tables written by freshlake before this order (an int64 `version`, the Kafka offset) are refused
+at fold time with the fix: drop the table, it is re-derived from raw.
 """
 
 from __future__ import annotations
@@ -19,6 +36,8 @@ import pyarrow as pa
 
 from freshlake.delta.schemas import FIELD_TYPES, TS
 from freshlake.delta.tables import COMMIT_ATTEMPTS, ensure_table, open_table, read_change_feed
+from freshlake.errors import FreshlakeConfigError
+from freshlake.ordering import SUFFIX_WIDTH, UNVERSIONED, assign_versions, cross_partition_ties
 from freshlake.streams import StreamSpec
 
 log = logging.getLogger(__name__)
@@ -28,7 +47,7 @@ RAW_APP_ID = "raw"
 BOOKKEEPING: list[pa.Field] = [
     pa.field("key", pa.string(), nullable=False),
     pa.field("is_deleted", pa.bool_(), nullable=False),
-    pa.field("version", pa.int64(), nullable=False),
+    pa.field("version", pa.string(), nullable=False),  # freshlake.ordering: compare as text
     pa.field("source_topic", pa.string(), nullable=False),
     pa.field("source_partition", pa.int32(), nullable=False),
     pa.field("source_offset", pa.int64(), nullable=False),
@@ -47,28 +66,45 @@ def current_schema(spec: StreamSpec) -> pa.Schema:
 
 def fold(raw: pa.Table, *, spec: StreamSpec) -> pa.Table:
     """Raw rows (with `_commit_version`) -> the newest row per key, as `current_schema` rows."""
+    return fold_rows(raw, spec=spec).rows
+
+
+@dataclass(frozen=True, kw_only=True)
+class Folded:
+    rows: pa.Table  # current_schema: the newest row per key of the batch
+    version_ties: int  # keys whose newest order value is held in more than one partition
+    rows_unordered: int  # raw rows without an order value (tombstones), ordered as documented
+
+
+def fold_rows(raw: pa.Table, *, spec: StreamSpec) -> Folded:
+    """`fold`, with the counts the metadata shows."""
     import polars as pl
 
     schema = current_schema(spec)
     if raw.num_rows == 0:
-        return schema.empty_table()
+        return Folded(rows=schema.empty_table(), version_ties=0, rows_unordered=0)
+    versioned = assign_versions(pl.from_arrow(raw), spec=spec)
+    record = [f.name for f in schema if f.name not in {f.name for f in BOOKKEEPING[:7]}]
     frame = (
-        pl.from_arrow(raw)
-        .sort("kafka_offset")
+        versioned.sort("version")
         .group_by("key", maintain_order=True)
         .last()
         .select(
             pl.col("key"),
             pl.col("is_delete").alias("is_deleted"),
-            pl.col("kafka_offset").alias("version"),
+            pl.col("version"),
             pl.col("kafka_topic").alias("source_topic"),
             pl.col("kafka_partition").alias("source_partition"),
             pl.col("kafka_offset").alias("source_offset"),
             pl.col("_commit_version").cast(pl.Int64).alias("raw_delta_version"),
-            *[pl.col(f.name) for f in schema if f.name not in {f.name for f in BOOKKEEPING[:7]}],
+            *[pl.col(name) for name in record],
         )
     )
-    return frame.to_arrow().cast(schema)
+    return Folded(
+        rows=frame.to_arrow().cast(schema),
+        version_ties=cross_partition_ties(versioned),
+        rows_unordered=int(versioned.height - versioned.get_column("has_order").sum()),
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,6 +117,8 @@ class FoldResult:
     rows_updated: int
     current_version: int | None
     seconds: float
+    version_ties: int = 0  # keys decided between partitions by (partition, offset): equal order
+    rows_unordered: int = 0  # raw rows without an order value (tombstones)
 
 
 def last_folded_raw_version(uri: str, *, storage_options: Mapping[str, str] | None = None) -> int | None:
@@ -215,10 +253,13 @@ def merge_into_current(
     from deltalake import CommitProperties, Transaction
 
     t0 = time.perf_counter()
-    ensure_table(current_uri, schema=current_schema(spec), storage_options=storage_options, partition_by=[])
-    folded = fold(raw_rows, spec=spec)
-    txns = [] if raw_version is None else [Transaction(app_id=RAW_APP_ID, version=raw_version)]
+    schema = current_schema(spec)
+    ensure_table(current_uri, schema=schema, storage_options=storage_options, partition_by=[])
     table = open_table(current_uri, storage_options=storage_options)
+    check_version_type(table, uri=current_uri)
+    result = fold_rows(raw_rows, spec=spec)
+    folded = result.rows
+    txns = [] if raw_version is None else [Transaction(app_id=RAW_APP_ID, version=raw_version)]
     metrics = (
         table.merge(
             source=folded,
@@ -227,6 +268,9 @@ def merge_into_current(
             target_alias="t",
             commit_properties=CommitProperties(app_transactions=txns),
         )
+        # an unordered row (a tombstone) after the current row in the current row's partition
+        # takes that row's order prefix: it is newer than what its partition said before it
+        .when_matched_update(updates=_inherit_updates(schema), predicate=_INHERITS)
         .when_matched_update_all(predicate="s.version > t.version")
         .when_not_matched_insert_all()
         .execute()
@@ -241,7 +285,41 @@ def merge_into_current(
         rows_updated=int(metrics.get("num_target_rows_updated", 0)),
         current_version=open_table(current_uri, storage_options=storage_options).version(),
         seconds=time.perf_counter() - t0,
+        version_ties=result.version_ties,
+        rows_unordered=result.rows_unordered,
     )
+
+
+_INHERITS = (
+    f"starts_with(s.version, '{UNVERSIONED}') AND t.source_partition = s.source_partition "
+    "AND s.source_offset > t.source_offset"
+)
+
+
+def _inherit_updates(schema: pa.Schema) -> dict[str, str]:
+    """Every column from the source row; `version` = the target's prefix + the source's suffix."""
+    updates = {f.name: f"s.{f.name}" for f in schema}
+    updates["version"] = (
+        f"concat(substr(t.version, 1, character_length(t.version) - {SUFFIX_WIDTH}), "
+        f"substr(s.version, character_length(s.version) - {SUFFIX_WIDTH - 1}))"
+    )
+    return updates
+
+
+def check_version_type(table, *, uri: str) -> None:
+    """Refuse a `current` table whose `version` is the Kafka offset (freshlake before the
+    source order): comparing it with the new versions would be meaningless."""
+    if table is None:
+        return
+    field = next((f for f in table.schema().fields if f.name == "version"), None)
+    kind = getattr(field.type, "type", None) if field is not None else None
+    if kind is not None and kind != "string":
+        msg = (
+            f"the current table at {uri} has an integer `version` (the Kafka offset, from an older "
+            "freshlake): it cannot be ordered by the source's order. Drop that table (delete its "
+            "folder); the next materialization re-derives it from raw"
+        )
+        raise FreshlakeConfigError(msg)
 
 
 def current_changes(
