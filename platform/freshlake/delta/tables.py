@@ -3,10 +3,17 @@
 Each commit records one `Transaction(app_id=f"{topic}-{partition}", version=last_offset)` per
 partition. delta-rs accepts a lower version for an app id, so the check before the write (rows at
 or below the recorded version are dropped) is what makes a replay a no-op.
+
+Concurrent writers: the check reads the txn versions of the snapshot the write commits on, and
+delta-rs (1.6, `ConflictChecker`) fails a commit with `CommitFailedError` ("Concurrent
+transaction failed") when a commit made after that snapshot carries a txn of one of its own app
+ids. So a commit lands only on exactly the offsets it was checked against; on a conflict the
+snapshot is re-read and the check repeated.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -17,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from freshlake.delta.schemas import PARTITION_COLUMN
+from freshlake.errors import FreshlakeError
 
 log = logging.getLogger(__name__)
 
@@ -94,12 +102,16 @@ def append_offsets(
     last_offsets: Mapping[int, int],
     storage_options: Mapping[str, str] | None = None,
     commit_empty: bool = True,
+    planned: Mapping[int, int | None] | None = None,
 ) -> AppendResult:
     """Append `rows` and record `last_offsets` in the same commit, skipping what is already there.
 
     `commit_empty` commits the offsets even with no rows, so a range of only bad messages still
     advances the table's committed offsets. A concurrent writer's commit is re-read and the
-    check repeated, so two writers never duplicate a row.
+    check repeated, so two writers never duplicate a row. `planned`: the committed offsets the
+    rows were read after (`rows` hold every offset from there to `last_offsets`); what another
+    writer committed since is trimmed, and a table behind the plan is refused (the rows would
+    leave a gap).
     """
     from deltalake import CommitProperties, Transaction, write_deltalake
     from deltalake.exceptions import CommitFailedError
@@ -110,6 +122,8 @@ def append_offsets(
         # One snapshot for the check and the write: the write commits on top of what was checked.
         table = open_table(uri, storage_options=storage_options)
         committed = _committed(table, topic=topic, partitions=list(last_offsets))
+        if planned is not None:
+            _refuse_gaps(uri, committed=committed, planned=planned)
         fresh = {p: o for p, o in last_offsets.items() if committed.get(p) is None or o > committed[p]}
         if not fresh:
             return AppendResult(version=None, rows_written=0, rows_skipped=rows.num_rows)
@@ -142,6 +156,20 @@ def append_offsets(
     raise RuntimeError(msg)
 
 
+def _refuse_gaps(uri: str, *, committed: Mapping[int, int | None], planned: Mapping[int, int | None]) -> None:
+    def last(offset: int | None) -> int:
+        return -1 if offset is None else offset
+
+    behind = {p: (c, planned.get(p)) for p, c in committed.items() if last(c) < last(planned.get(p))}
+    if behind:
+        msg = (
+            f"{uri}: committed offsets went back while a run was writing ({behind}, committed vs "
+            "planned): the table was restored or recreated. Nothing was committed; rerun the "
+            "ingest, which plans from the table as it is now."
+        )
+        raise FreshlakeError(msg)
+
+
 class NotCommitted(Exception):  # an outcome the caller handles, not an error
     """Raised by the batches given to `append_stream` to end it without a commit."""
 
@@ -154,22 +182,28 @@ def append_stream(
     topic: str,
     last_offsets: Mapping[int, int],
     storage_options: Mapping[str, str] | None = None,
+    planned: Mapping[int, int | None] | None = None,
 ) -> AppendResult | None:
     """Append batches as they are produced, with `last_offsets` in the same commit.
 
     `batches` is consumed on the calling thread while a writer thread encodes and uploads what
     it produced so far, so the write overlaps the work that produces the rows. It commits only
-    when none of `last_offsets` is recorded yet (checked on the snapshot it commits on: a
-    concurrent commit of the same offsets is a conflict). None: nothing was committed (offsets
-    recorded meanwhile, a conflict, or `batches` raised `NotCommitted`) and `batches` is used
-    up: append what it yielded with `append_offsets`. Other errors from `batches` propagate.
+    on a snapshot whose committed offsets are exactly `planned` (the ones the run read after;
+    None: whatever the snapshot holds, with none of `last_offsets` recorded) for every
+    partition it writes; a commit made after that snapshot for one of them fails this one (a
+    delta-rs txn conflict), so rows are never written twice. None: nothing was committed (the
+    table moved past the plan, a conflict, or `batches` raised `NotCommitted`) and `batches` is
+    used up: append what it yielded with `append_offsets`, which trims to what is committed
+    then. Other errors from `batches` propagate.
     """
     table = open_table(uri, storage_options=storage_options)
     committed = _committed(table, topic=topic, partitions=list(last_offsets))
     recorded = any(committed[p] is not None and o <= committed[p] for p, o in last_offsets.items())
-    if table is None or not last_offsets or recorded:
-        for _ in batches:  # nothing to read, or a writer got there first: the checked path decides
-            pass
+    moved = planned is not None and any(committed[p] != planned.get(p) for p in last_offsets)
+    if table is None or not last_offsets or recorded or moved:
+        with contextlib.suppress(NotCommitted):  # a writer got there first: the checked path decides
+            for _ in batches:
+                pass
         return None
     writer = _StreamWriter(table, schema=schema, topic=topic, last_offsets=last_offsets)
     rows = 0

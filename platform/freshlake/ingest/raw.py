@@ -3,13 +3,16 @@
 Exactly once: the raw table's txn versions are read first and everything at or below them is
 skipped; rows and offsets are committed together. Quarantine is committed before raw, with its
 own txn versions, so a crash between the two commits loses and duplicates nothing on retry.
+Overlapping runs (any launch path): raw commits only on a snapshot whose txn versions are the
+ones the run planned from, and a concurrent commit fails it (`append_stream`); the run then
+appends only what is still unrecorded (`append_offsets`, trimmed to the table as it is then).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -82,8 +85,14 @@ def ingest_stream(
     tables: RawTables,
     ranges: list[OffsetRange] | None = None,
     max_records: int | None = None,
+    barrier: Callable[[str], None] | None = None,
 ) -> IngestResult:
-    """Ingest `ranges` (default: committed -> watermark, capped) of `spec`'s topic."""
+    """Ingest `ranges` (default: committed -> watermark, capped) of `spec`'s topic.
+
+    `barrier` is a test seam for overlapping runs: called with "plan" just before the committed
+    offsets are read, "planned" once the ranges are fixed, "write" before the raw snapshot the
+    write commits on is opened, and "commit" just before the first commit.
+    """
     from freshlake.ingest.parse import Splitter
 
     opts = tables.storage_options
@@ -93,6 +102,8 @@ def ingest_stream(
     t0 = time.perf_counter()
     partitions = topic_partitions(kafka_config, topic=spec.topic)
     marks = watermarks(kafka_config, topic=spec.topic, partitions=partitions)
+    if barrier is not None:
+        barrier("plan")
     committed = committed_offsets(tables.raw, topic=spec.topic, partitions=partitions, storage_options=opts)
     start = next_offsets(committed=committed, low=marks.low, high=marks.high, topic=spec.topic)
     cap = max_records or spec.batching.max_records_per_run
@@ -107,6 +118,9 @@ def ingest_stream(
     # stream without a commit and appends both tables after it.
     splitter = Splitter(spec, ingested_at=datetime.now(UTC))
     last = {r.partition: r.end - 1 for r in todo}
+    planned = {p: committed.get(p) for p in last}
+    if barrier is not None:
+        barrier("planned")
     clock = {"parse": 0.0, "read_done": t0}
 
     def parsed_rows() -> Iterator[pa.RecordBatch]:
@@ -125,9 +139,13 @@ def ingest_stream(
         clock["read_done"] = time.perf_counter()
         clock["parse"] += clock["read_done"] - started
         yield from last_rows
+        if barrier is not None:
+            barrier("commit")
         if splitter.quarantined:
             raise NotCommitted
 
+    if barrier is not None:
+        barrier("write")
     streamed = append_stream(
         tables.raw,
         parsed_rows(),
@@ -135,6 +153,7 @@ def ingest_stream(
         topic=spec.topic,
         last_offsets=last,
         storage_options=opts,
+        planned=planned,
     )
     t2 = time.perf_counter()
     raw, bad = splitter.finish()
@@ -148,7 +167,7 @@ def ingest_stream(
         commit_empty=False,
     )
     r_result = streamed or append_offsets(
-        tables.raw, raw, topic=spec.topic, last_offsets=last, storage_options=opts
+        tables.raw, raw, topic=spec.topic, last_offsets=last, storage_options=opts, planned=planned
     )
     t3 = time.perf_counter()
     if r_result.rows_written + r_result.rows_skipped != raw.num_rows:  # never: a bug, said loudly
