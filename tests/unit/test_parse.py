@@ -16,9 +16,13 @@ from freshlake.ingest.parse import (
     ERROR_CLASSES,
     MAX_ERROR_MESSAGE,
     RejectedMessage,
+    arrow_json,
+    decode,
     parse_record,
     split_messages,
+    timestamps,
 )
+from freshlake.ingest.parse import splitter as splitter_module
 from freshlake.kafka.messages import KafkaMessage, MessageBatch
 from freshlake.streams import StreamSpec
 from tests.demo_streams import demo_stream
@@ -486,7 +490,7 @@ def test_chunk_boundaries_keep_every_message_once_and_in_order(
 ) -> None:
     messages = mixed_batch()
     whole = split_messages(FLIGHTS, messages, ingested_at=INGESTED_AT)
-    monkeypatch.setattr(parse, "_CHUNK_ROWS", 2)
+    monkeypatch.setattr(splitter_module, "CHUNK_ROWS", 2)
     chunked = split_messages(FLIGHTS, messages, ingested_at=INGESTED_AT)
     assert chunked[0].column("kafka_offset").num_chunks > 1
     assert chunked[0].to_pylist() == whole[0].to_pylist()
@@ -500,7 +504,7 @@ def test_results_do_not_depend_on_orjson(monkeypatch: pytest.MonkeyPatch) -> Non
     messages = mixed_batch()
     messages[2] = message(flight(version=2**63))  # orjson reads ints beyond 64 bits as floats
     default = split_messages(FLIGHTS, messages, ingested_at=INGESTED_AT)
-    monkeypatch.setattr(parse, "_orjson_loads", None)
+    monkeypatch.setattr(decode, "orjson_loads", None)
     stdlib = split_messages(FLIGHTS, messages, ingested_at=INGESTED_AT)
     assert default[0].to_pylist() == stdlib[0].to_pylist()
     assert default[1].to_pylist() == stdlib[1].to_pylist()
@@ -525,7 +529,7 @@ def test_specs_with_equal_content_do_not_share_checks() -> None:
 
 
 def test_demo_world_bad_messages_are_exactly_the_quarantined_ones() -> None:
-    world_module = pytest.importorskip("freshlake.demo.world")
+    world_module = pytest.importorskip("examples.flight_assistant.world")
     world = world_module.DemoWorld(seed=7, start=datetime(2025, 6, 1, 6, 0, tzinfo=UTC), bad_ratio=0.05)
     demo = list(itertools.islice(world.messages(), 3000))
     offsets: dict[str, itertools.count[int]] = {}
@@ -608,7 +612,7 @@ def test_fast_path_lands_every_message_where_the_message_path_does(
 def test_fast_path_and_message_path_agree_on_the_demo_world(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    world_module = pytest.importorskip("freshlake.demo.world")
+    world_module = pytest.importorskip("examples.flight_assistant.world")
     world = world_module.DemoWorld(seed=11, start=datetime(2025, 6, 1, 6, 0, tzinfo=UTC), bad_ratio=0.02)
     demo = [m for m in itertools.islice(world.messages(), 4000) if m.topic == "flights"]
     messages = [
@@ -623,7 +627,7 @@ def test_fast_path_and_message_path_agree_on_the_demo_world(
         )
         for i, m in enumerate(demo)
     ]
-    monkeypatch.setattr(parse, "_CHUNK_ROWS", 64)  # some chunks all good, some not
+    monkeypatch.setattr(splitter_module, "CHUNK_ROWS", 64)  # some chunks all good, some not
     (raw, quarantine), (slow_raw, slow_quarantine) = both_paths(FLIGHTS, messages, monkeypatch)
     assert raw.num_rows > 0 and quarantine.num_rows > 0
     assert raw.to_pylist() == slow_raw.to_pylist()
@@ -678,16 +682,16 @@ def test_arrow_reads_iso_timestamps_like_fromisoformat() -> None:
         texts.append(f"{local:%Y-%m-%d}{sep}{local:%H:%M:%S}{fraction}{zone}")
     aware = [t for t in texts if t[-6] in "+-" or t[-1] == "Z"]
     naive = [t for t in texts if t not in aware]
-    assert parse._timestamps_at_once(aware) is not None  # Arrow does these
-    assert parse._timestamps_at_once(naive) is not None
+    assert timestamps.timestamps_at_once(aware) is not None  # Arrow does these
+    assert timestamps.timestamps_at_once(naive) is not None
     for group in (aware, naive, texts):
         expected = []
         for text in group:
             try:
-                expected.append(parse._epoch_us(text))
+                expected.append(timestamps.epoch_us(text))
             except ValueError:
                 expected.append(None)
-        column = parse._timestamps(tuple(group), "t", errors := {})
+        column = timestamps.timestamps(tuple(group), "t", errors := {})
         assert column.cast(pa.int64()).to_pylist() == expected
         assert not errors
 
@@ -709,7 +713,7 @@ def json_table(spec: StreamSpec, messages: list[KafkaMessage]) -> pa.Table | Non
     batch = MessageBatch.from_messages(messages)
     splitter = parse.Splitter(spec, ingested_at=INGESTED_AT)
     read = splitter._json_start(batch)
-    return None if read is None else splitter._json_end(batch, read)
+    return None if read is None else splitter._json_end(read)
 
 
 def test_json_reader_reads_clean_chunks_like_the_message_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -817,7 +821,7 @@ def test_json_reader_lands_odd_values_where_the_message_path_does(
 def test_json_reader_never_reads_a_document_across_values(
     block: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(parse, "_JSON_BLOCK", block)
+    monkeypatch.setattr(arrow_json, "JSON_BLOCK", block)
     # Each value alone is not JSON; joined by newlines they read as three good records.
     values = [
         b'{"id":"a","ok":true,"extra":',
@@ -870,7 +874,7 @@ def struct_float(rng: random.Random) -> float:
 
 
 def test_json_reader_sits_out_chunks_after_failing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(parse, "_CHUNK_ROWS", 2)
+    monkeypatch.setattr(splitter_module, "CHUNK_ROWS", 2)
     calls = []
     real = parse.Splitter._json_prepare
 
@@ -887,7 +891,7 @@ def test_json_reader_sits_out_chunks_after_failing(monkeypatch: pytest.MonkeyPat
 
 def _timestamps_or_error(texts: pa.Array) -> object:
     try:
-        result = parse._text_timestamps(texts)
+        result = timestamps.text_timestamps(texts)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         return type(exc)
     return None if result is None else result.to_pylist()
@@ -916,14 +920,14 @@ def test_one_layout_columns_convert_exactly_as_the_per_text_check_does(
         array = pa.array(["x", *texts], type=pa.string()).slice(1)  # sliced: a non-zero offset
         fast = _timestamps_or_error(array)
         with monkeypatch.context() as m:
-            m.setattr(parse, "_one_layout", lambda texts: False)
+            m.setattr(timestamps, "one_layout", lambda texts: False)
             assert _timestamps_or_error(array) == fast, texts
 
 
 def test_one_layout_means_same_length_digits_where_the_first_has_them() -> None:
-    assert parse._one_layout(pa.array(["2026-01-02T03:04:05Z", "1999-12-31T23:59:59Z"]))
-    assert not parse._one_layout(pa.array(["2026-01-02T03:04:05Z", "2026-01-02 03:04:05Z"]))
-    assert not parse._one_layout(pa.array(["2026-01-02T03:04:05Z", "0026-01-02T03:04:05Z"]))  # year
-    assert not parse._one_layout(pa.array(["2026-01-02T03:04:05Z", "2026-01-02T03:04:5Z"]))
-    assert not parse._one_layout(pa.array(["2026-01-02T03:04:05Z", None]))
-    assert not parse._one_layout(pa.array(["2026-01-02T03:04:05Z"]))  # one text: nothing gained
+    assert timestamps.one_layout(pa.array(["2026-01-02T03:04:05Z", "1999-12-31T23:59:59Z"]))
+    assert not timestamps.one_layout(pa.array(["2026-01-02T03:04:05Z", "2026-01-02 03:04:05Z"]))
+    assert not timestamps.one_layout(pa.array(["2026-01-02T03:04:05Z", "0026-01-02T03:04:05Z"]))  # year
+    assert not timestamps.one_layout(pa.array(["2026-01-02T03:04:05Z", "2026-01-02T03:04:5Z"]))
+    assert not timestamps.one_layout(pa.array(["2026-01-02T03:04:05Z", None]))
+    assert not timestamps.one_layout(pa.array(["2026-01-02T03:04:05Z"]))  # one text: nothing gained
