@@ -10,15 +10,24 @@ StreamFormat = Literal["json", "debezium"]
 FieldType = Literal["string", "int", "float", "bool", "timestamp", "list", "object"]
 FreshnessState = Literal["PASS", "WARN", "FAIL", "UNKNOWN"]
 Cadence = Literal["daily", "hourly"]
+RunMode = Literal["streaming", "per_batch"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class Batching:
-    """When the offsets sensor launches a run, and how much one run may read."""
+    """When the offsets sensor launches a run, and how much one run (or micro-batch) may read.
+
+    `mode`: `streaming` keeps one long-lived run per stream going while the topic has traffic,
+    looping in micro-batches; it ends after `max_run_seconds` or `idle_seconds` without new data.
+    `per_batch` launches one run per batch (each run pays its process start).
+    """
 
     max_records_per_run: int = 50_000
     min_batch: int = 1
     max_wait_seconds: float = 5.0
+    mode: RunMode = "streaming"
+    max_run_seconds: float = 600.0
+    idle_seconds: float = 60.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -223,6 +223,13 @@ MISTAKES = [
     ("topic: shop.orders", "topic: [a, b]", "orders", "topic", "expected text"),
     (
         "    required: [order_id]\n",
+        "    required: [order_id]\n    batching: {mode: sometimes}\n",
+        "orders",
+        "batching.mode",
+        "write `streaming` or `per_batch`",
+    ),
+    (
+        "    required: [order_id]\n",
         "    required: [order_id]\n    feedback: {documents: [orders, nowhere]}\n",
         "orders",
         "feedback.documents",

@@ -179,19 +179,30 @@ def _numbers(
     *,
     stream: str,
     section: str,
+    choices: Mapping[str, Sequence[str]] | None = None,
 ) -> Any:
-    """A dataclass of numbers (`Batching`, `Freshness`) from its section."""
+    """A dataclass of numbers (`Batching`, `Freshness`), and words from `choices`, from its section."""
     if raw is None:
         return cls()
-    _unknown_keys(raw, list(spec), problems, stream=stream, prefix=f"{section}.")
+    choices = choices or {}
+    _unknown_keys(raw, [*spec, *choices], problems, stream=stream, prefix=f"{section}.")
     read = _Reader(raw, problems, stream=stream, prefix=f"{section}.")
     defaults = _defaults(cls)
-    return cls(
-        **{
-            name: read.number(name, default=defaults[name], integer=integer, minimum=low, example=example)
-            for name, (integer, low, example) in spec.items()
-        }
-    )
+    values = {
+        name: read.number(name, default=defaults[name], integer=integer, minimum=low, example=example)
+        for name, (integer, low, example) in spec.items()
+    }
+    for name, allowed in choices.items():
+        value = raw.get(name, defaults[name])
+        if value not in allowed:
+            problems.add(
+                f"unknown value {value!r}; write " + " or ".join(f"`{a}`" for a in allowed),
+                stream=stream,
+                at=f"{section}.{name}",
+            )
+            value = defaults[name]
+        values[name] = value
+    return cls(**values)
 
 
 def _partitioning(raw: Mapping[str, Any] | None, problems: Problems, *, stream: str) -> Partitioning:
@@ -349,10 +360,13 @@ def _stream(raw: Any, index: int, problems: Problems) -> StreamSpec | None:
                 "max_records_per_run": (True, 1, "50000"),
                 "min_batch": (True, 1, "1"),
                 "max_wait_seconds": (False, 0, "5"),
+                "max_run_seconds": (False, 1, "600"),
+                "idle_seconds": (False, 0, "60"),
             },
             problems,
             stream=label,
             section="batching",
+            choices={"mode": ("streaming", "per_batch")},
         ),
         freshness=_numbers(
             read.mapping("freshness"),
