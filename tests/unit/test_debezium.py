@@ -68,6 +68,7 @@ def test_create_and_snapshot_read_carry_the_after_image(op: str) -> None:
         source_lsn=24023328,
         source_pos=None,
         ts_ms=1748765700042,
+        source_txid=7401,
     )
     assert change.row is ROW
     assert not change.is_delete
@@ -89,9 +90,29 @@ def test_delete_row_is_the_before_image() -> None:
 
 
 def test_mysql_source_position() -> None:
-    source = {"connector": "mysql", "table": "bookings", "ts_ms": 1, "pos": 154, "file": "bin.1"}
+    source = {"connector": "mysql", "table": "bookings", "ts_ms": 1, "pos": 154, "file": "bin.1", "row": 2}
     change = parse_change({"op": "c", "after": ROW, "source": source})
     assert (change.source_pos, change.source_lsn, change.ts_ms) == (154, None, None)
+    assert (change.source_file, change.source_row) == ("bin.1", 2)
+    assert change.has_position
+
+
+def test_postgres_and_sql_server_source_positions() -> None:
+    change = parse_change(envelope("u", before=ROW, after=ROW))
+    assert (change.source_lsn, change.source_txid, change.source_file) == (24023328, 7401, None)
+    source = {
+        "connector": "sqlserver",
+        "commit_lsn": "00000027:00000758:0005",
+        "change_lsn": "00000027:00000758:0003",
+    }
+    change = parse_change({"op": "c", "after": ROW, "source": source})
+    assert (change.source_commit_lsn, change.source_change_lsn) == (
+        source["commit_lsn"],
+        source["change_lsn"],
+    )
+    assert change.has_position
+    assert not parse_change({"op": "c", "after": ROW, "source": {"connector": "x"}}).has_position
+    assert parse_change({"op": "c", "after": ROW, "ts_ms": 5}).has_position
 
 
 @pytest.mark.parametrize(
@@ -108,6 +129,9 @@ def test_mysql_source_position() -> None:
         (envelope("d", before="BK1"), "'before' must be an object or null, got string"),
         (dict(envelope("c", after=ROW), source="pg"), "'source' must be an object"),
         (dict(envelope("c", after=ROW), source={"lsn": "0/16B3748"}), "'source.lsn' must be"),
+        (dict(envelope("c", after=ROW), source={"txId": "7"}), "'source.txId' must be"),
+        (dict(envelope("c", after=ROW), source={"file": 3}), "'source.file' must be a string"),
+        (dict(envelope("c", after=ROW), source={"commit_lsn": 3}), "'source.commit_lsn' must be"),
     ],
 )
 def test_invalid_envelopes_are_refused_with_a_clear_message(value: dict, message: str) -> None:

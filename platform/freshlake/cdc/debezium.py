@@ -45,6 +45,24 @@ class DebeziumChange:
     source_lsn: int | None = None  # postgres
     source_pos: int | None = None  # mysql binlog position
     ts_ms: int | None = None
+    source_txid: int | None = None  # postgres txId
+    source_file: str | None = None  # mysql binlog file
+    source_row: int | None = None  # mysql row within the binlog event
+    source_commit_lsn: str | None = None  # sql server
+    source_change_lsn: str | None = None  # sql server
+
+    @property
+    def has_position(self) -> bool:
+        """Whether anything orders this change against the key's others (a source position or a time)."""
+        return not (
+            self.source_lsn is None
+            and self.source_pos is None
+            and self.source_file is None
+            and self.source_commit_lsn is None
+            and self.source_change_lsn is None
+            and self.source_ts_ms is None
+            and self.ts_ms is None
+        )
 
     @property
     def row(self) -> dict[str, Any]:
@@ -94,19 +112,20 @@ def parse_change(value: dict[str, Any]) -> DebeziumChange:
     elif not isinstance(source, dict):
         msg = f"Debezium envelope 'source' must be an object or null, got {_kind(source)}"
         raise EnvelopeError(msg)
-    table = source.get("table")
-    if table is not None and not isinstance(table, str):
-        msg = f"Debezium 'source.table' must be a string, got {_kind(table)}"
-        raise EnvelopeError(msg)
     return DebeziumChange(
         op=op,
         before=before,
         after=after,
         source_ts_ms=_opt_int(source.get("ts_ms"), "source.ts_ms"),
-        source_table=table,
+        source_table=_opt_str(source.get("table"), "source.table"),
         source_lsn=_opt_int(source.get("lsn"), "source.lsn"),
         source_pos=_opt_int(source.get("pos"), "source.pos"),
         ts_ms=_opt_int(value.get("ts_ms"), "ts_ms"),
+        source_txid=_opt_int(source.get("txId"), "source.txId"),
+        source_file=_opt_str(source.get("file"), "source.file"),
+        source_row=_opt_int(source.get("row"), "source.row"),
+        source_commit_lsn=_opt_str(source.get("commit_lsn"), "source.commit_lsn"),
+        source_change_lsn=_opt_str(source.get("change_lsn"), "source.change_lsn"),
     )
 
 
@@ -139,6 +158,13 @@ def _opt_int(value: Any, name: str) -> int | None:
     if value is None or (type(value) is int and _INT64_MIN <= value <= _INT64_MAX):
         return value
     msg = f"Debezium '{name}' must be a 64-bit integer or null, got {_kind(value)}"
+    raise EnvelopeError(msg)
+
+
+def _opt_str(value: Any, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    msg = f"Debezium '{name}' must be a string or null, got {_kind(value)}"
     raise EnvelopeError(msg)
 
 

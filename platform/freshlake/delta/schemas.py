@@ -30,14 +30,21 @@ COORDINATES: list[pa.Field] = [
     pa.field("kafka_headers", HEADERS),
 ]
 
+# The change and where the source wrote it: the position columns order a key's changes
+# (`source_*` from the envelope's `source` block; null where the connector has no such field).
 DEBEZIUM_COLUMNS: list[pa.Field] = [
     pa.field("op", pa.string()),  # c/u/d/r; null for a tombstone
     pa.field("before", pa.string()),  # JSON text of the row image
     pa.field("after", pa.string()),
-    pa.field("source_ts_ms", pa.int64()),
+    pa.field("source_ts_ms", pa.int64()),  # source.ts_ms, else the envelope's ts_ms
     pa.field("source_table", pa.string()),
-    pa.field("source_lsn", pa.int64()),
-    pa.field("source_pos", pa.int64()),
+    pa.field("source_lsn", pa.int64()),  # PostgreSQL
+    pa.field("source_pos", pa.int64()),  # MySQL binlog position (with source_file, source_row)
+    pa.field("source_txid", pa.int64()),  # PostgreSQL txId
+    pa.field("source_file", pa.string()),  # MySQL binlog file
+    pa.field("source_row", pa.int64()),  # MySQL row within the binlog event
+    pa.field("source_commit_lsn", pa.string()),  # SQL Server
+    pa.field("source_change_lsn", pa.string()),  # SQL Server
 ]
 
 PARTITION_COLUMN = "kafka_date"  # YYYY-MM-DD of the Kafka message time, UTC

@@ -108,14 +108,19 @@ def check(c: Compiled, kafka_key: bytes | None, value: bytes | None) -> Checked:
     if c.debezium:
         before = change.before
         after = change.after
-        debezium = (
+        debezium = (  # as DEBEZIUM_COLUMNS
             change.op,
             None if before is None else dumps(before),
             None if after is None else dumps(after),
-            change.source_ts_ms,
+            change.ts_ms if change.source_ts_ms is None else change.source_ts_ms,
             change.source_table,
             change.source_lsn,
             change.source_pos,
+            change.source_txid,
+            change.source_file,
+            change.source_row,
+            change.source_commit_lsn,
+            change.source_change_lsn,
         )
         return str(key), is_delete, values, debezium
     return str(key), False, values, None
