@@ -27,7 +27,7 @@ import numpy as np
 
 
 def _demo_records() -> Iterator[tuple[str, dict]]:
-    from freshlake.demo.world import DemoWorld
+    from examples.flight_assistant.world import DemoWorld
 
     world = DemoWorld(seed=11, start=datetime(2026, 11, 21, tzinfo=UTC))
     for message in world.messages():
@@ -121,7 +121,7 @@ class StepPath:
             {
                 "key": f"d{i}",
                 "is_deleted": False,
-                "version": i,
+                "version": f"{i:016x}",  # a sortable version string
                 "source_topic": "bench",
                 "source_partition": 0,
                 "source_offset": i,

@@ -107,7 +107,7 @@ def main() -> None:
                 source_topic="bench",
                 source_partition=i % 3,
                 source_offset=i,
-                source_version=i,
+                source_version=f"{i:016x}",
                 raw_delta_version=1,
                 current_delta_version=1,
                 event_time=now - timedelta(seconds=rng.randint(1, 86_400)),
@@ -180,7 +180,7 @@ def main() -> None:
                     chunk_index=0,
                     text=chunks[i].text + f" Update {round_}.",
                     attributes=chunks[i].attributes,
-                    provenance=dataclasses.replace(chunks[i].provenance, source_version=n + round_),
+                    provenance=dataclasses.replace(chunks[i].provenance, source_version=f"{n + round_:016x}"),
                 )
                 for i in picked
             ]

@@ -27,7 +27,10 @@ class Provenance:
     source_topic: str
     source_partition: int
     source_offset: int
-    source_version: int  # ordering of the current row: higher wins, never regressed
+    # The document's order (`freshlake.ordering`; an enriched document appends "/" and the joined
+    # row's version): compared as text, higher wins, never regressed. Every chunk of a stored
+    # document carries it, unchanged chunks too, so a guard on one row is a guard on the document.
+    source_version: str
     raw_delta_version: int
     current_delta_version: int
     event_time: datetime | None
@@ -42,6 +45,7 @@ class Chunk:
     text: str
     provenance: Provenance
     attributes: Mapping[str, str | None] = field(default_factory=dict)  # filterable columns
+    embedded_at: datetime | None = None  # set when the vector is carried over from a stored row
 
     @property
     def chunk_id(self) -> str:

@@ -19,7 +19,7 @@ def provenance(version: int) -> Provenance:
         source_topic="flights",
         source_partition=0,
         source_offset=version,
-        source_version=version,
+        source_version=f"{version:016x}",  # a sortable version string
         raw_delta_version=0,
         current_delta_version=0,
         event_time=None,

@@ -79,14 +79,14 @@ class ChunkStream:
 
     def __init__(self, store: ChunkStore) -> None:
         self.store = store
-        self.versions: dict[str, int] = {}  # key -> newest source_version written
+        self.versions: dict[str, str] = {}  # key -> newest source_version written
 
     def write(self, n: int) -> None:
         keys = [f"doc{n}"] + ([f"doc{n // 2}"] if n % 5 == 4 else [])
         chunks = []
         for key in keys:
             version = n + 1
-            self.versions[key] = version
+            self.versions[key] = f"{version:016x}"  # a sortable version string
             chunks += [
                 Chunk(
                     stream=SPEC.name,
@@ -97,7 +97,7 @@ class ChunkStream:
                         source_topic=SPEC.topic,
                         source_partition=0,
                         source_offset=version,
-                        source_version=version,
+                        source_version=self.versions[key],
                         raw_delta_version=n,
                         current_delta_version=n,
                         event_time=T0,

@@ -146,7 +146,7 @@ def test_lance_maintenance_indexes_and_optimizes(tmp_path, monkeypatch) -> None:
         source_topic="policies",
         source_partition=0,
         source_offset=1,
-        source_version=1,
+        source_version="1",
         raw_delta_version=0,
         current_delta_version=0,
         event_time=None,

@@ -11,6 +11,7 @@ from freshlake.chunks import Chunk, Provenance
 from freshlake.embed.models import HashEmbedder
 from freshlake.lance.search import Hit, search
 from freshlake.lance.store import ChunkStore, ModelMismatchError
+from freshlake.ordering import version_of
 
 DIM = 64
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
@@ -61,7 +62,7 @@ def provenance(version: int, event_time: datetime | None) -> Provenance:
         source_topic="t",
         source_partition=0,
         source_offset=version,
-        source_version=version,
+        source_version=version_of(f"{version:016x}", partition=0, offset=version),
         raw_delta_version=1,
         current_delta_version=1,
         event_time=event_time,
@@ -172,7 +173,9 @@ def test_hits_carry_provenance_and_age(stores, embedder) -> None:
     policy = by_key["pets"]  # no event time: age from embedded_at (real clock, so in the past)
     assert policy.age_seconds is not None and policy.provenance["event_time"] is None
     prov = by_key["UA101"].provenance
-    assert prov["source_topic"] == "t" and prov["source_version"] == 1
+    assert prov["source_topic"] == "t" and prov["source_version"] == version_of(
+        f"{1:016x}", partition=0, offset=1
+    )
     assert prov["model_name"] == embedder.model_name
     assert prov["model_version"] == embedder.model_version
     assert prov["embedded_at"] is not None

@@ -13,12 +13,18 @@ from freshlake.chunks import Chunk, Provenance
 from freshlake.embed.models import HashEmbedder
 from freshlake.errors import FreshlakeConfigError
 from freshlake.lance.store import ChunkStore, ModelMismatchError, chunk_schema, sql_literal
+from freshlake.ordering import split_version, version_of
 
 DIM = 32
 T0 = datetime(2025, 6, 1, 8, 15, tzinfo=UTC)
 
 
 EMBEDDER = HashEmbedder(dimension=DIM)
+
+
+def v(n: int) -> str:
+    """The version string of revision `n` (tests speak in revisions)."""
+    return version_of(f"{n:016x}", partition=0, offset=n)
 
 
 def chunk(key: str, index: int, text: str, *, version: int, status: str = "on time") -> Chunk:
@@ -32,7 +38,7 @@ def chunk(key: str, index: int, text: str, *, version: int, status: str = "on ti
             source_topic="flights",
             source_partition=0,
             source_offset=version,
-            source_version=version,
+            source_version=v(version),
             raw_delta_version=1,
             current_delta_version=2,
             event_time=T0,
@@ -66,8 +72,8 @@ def apply(
     return store.apply(
         upserts=upserts,
         vectors=vectors,
-        deletes_keys=deletes or {},
-        keep_counts=keep or {},
+        deletes_keys={k: v(n) for k, n in (deletes or {}).items()},
+        keep_counts={k: (count, v(n)) for k, (count, n) in (keep or {}).items()},
         embedder_name=EMBEDDER.model_name,
         embedder_version=EMBEDDER.model_version,
     )
@@ -75,7 +81,10 @@ def apply(
 
 def rows(store: ChunkStore) -> dict[str, dict]:
     table = store.table.search().select(["chunk_id", "text", "source_version", "status"])
-    return {r["chunk_id"]: r for r in table.to_arrow().to_pylist()}
+    out = {r["chunk_id"]: r for r in table.to_arrow().to_pylist()}
+    for r in out.values():  # back to the revision number
+        r["source_version"] = split_version(r["source_version"])[2]
+    return out
 
 
 def test_schema_has_provenance_and_typed_vector() -> None:
@@ -83,8 +92,9 @@ def test_schema_has_provenance_and_typed_vector() -> None:
     assert schema.field("vector").type == pa.list_(pa.float32(), DIM)
     assert not schema.field("chunk_id").nullable
     assert schema.field("status").type == pa.string() and schema.field("status").nullable
-    for name in ("source_version", "raw_delta_version", "current_delta_version", "source_offset"):
+    for name in ("raw_delta_version", "current_delta_version", "source_offset"):
         assert schema.field(name).type == pa.int64()
+    assert schema.field("source_version").type == pa.string()  # compared as text
     assert schema.field("embedded_at").type == pa.timestamp("us", tz="UTC")
     with pytest.raises(FreshlakeConfigError, match="key"):
         chunk_schema(dimension=DIM, attribute_fields=["key"])
@@ -154,22 +164,23 @@ def test_document_shrinking_leaves_exactly_its_chunks(store: ChunkStore) -> None
     assert apply(store, keep={"UA1": (1, 1)}).rows_deleted == 0
 
 
-def test_unchanged_chunks_kept_when_document_shrinks_without_upserts(store: ChunkStore) -> None:
+def test_a_trim_at_the_stored_version_removes_only_the_surplus(store: ChunkStore) -> None:
     apply(store, doc("UA1", 5, version=1))
-    assert apply(store, keep={"UA1": (3, 2)}).rows_deleted == 2
+    assert apply(store, keep={"UA1": (3, 1)}).rows_deleted == 2
     assert store.count() == 3
 
 
-def test_unchanged_chunk_survives_a_late_delete_and_trim(store: ChunkStore) -> None:
+def test_a_new_version_rewrites_unchanged_chunks_so_a_late_delete_spares_them(store: ChunkStore) -> None:
     apply(store, doc("UA1", 3, version=5))
-    # v9 changes chunk 1 only: chunk 0 is not re-embedded and keeps source_version 5
+    # v9 changes chunk 1 only: chunk 0 is written again at v9 (its stored vector, not re-embedded)
+    carried = chunk("UA1", 0, doc("UA1", 1, version=5)[0].text, version=9)
     changed = chunk("UA1", 1, "UA1 text part 1 changed", version=9)
-    result = apply(store, [changed], keep={"UA1": (2, 9)})
+    result = apply(store, [carried, changed], keep={"UA1": (2, 9)})
     assert result.rows_deleted == 1  # chunk 2 (v5) trimmed
     late = apply(store, deletes={"UA1": 7}, keep={"UA1": (1, 7)})  # older than the v9 document
     assert late.rows_deleted == 0
     assert {c: r["source_version"] for c, r in rows(store).items()} == {
-        "flights:UA1:0": 5,
+        "flights:UA1:0": 9,
         "flights:UA1:1": 9,
     }
     assert apply(store, deletes={"UA1": 9}).rows_deleted == 2
@@ -180,7 +191,7 @@ def test_nothing_to_embed_accepts_no_vectors(store: ChunkStore) -> None:
     result = store.apply(
         upserts=[],
         vectors=None,
-        deletes_keys={"UA1": 3, "never-stored": 3},
+        deletes_keys={"UA1": v(3), "never-stored": v(3)},
         keep_counts={},
         embedder_name=EMBEDDER.model_name,
         embedder_version=EMBEDDER.model_version,

@@ -41,7 +41,7 @@ PROVENANCE_FIELDS: tuple[pa.Field, ...] = (
     pa.field("source_topic", pa.string()),
     pa.field("source_partition", pa.int32()),
     pa.field("source_offset", pa.int64()),
-    pa.field("source_version", pa.int64()),
+    pa.field("source_version", pa.string()),  # freshlake.ordering: compared as text
     pa.field("raw_delta_version", pa.int64()),
     pa.field("current_delta_version", pa.int64()),
     pa.field("event_time", TS),
@@ -106,6 +106,33 @@ def chunk_schema(*, dimension: int, attribute_fields: Sequence[str]) -> pa.Schem
         attributes.append(pa.field(name, pa.string()))
     vector = pa.field("vector", pa.list_(pa.float32(), dimension))
     return pa.schema([*BASE_FIELDS, vector, *attributes, *PROVENANCE_FIELDS])
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoredChunk:
+    content_hash: str
+    source_version: str
+    embedded_at: datetime | None
+    vector: np.ndarray
+
+
+class _Writes:
+    """Whether anyone else committed to the table since `read_at`, from this apply's commits."""
+
+    def __init__(self, read_at: int | None) -> None:
+        self.expected = read_at
+        self.foreign = read_at is None
+
+    def observe(self, version: int) -> None:
+        if self.expected is not None and version != self.expected:
+            self.foreign = True
+        self.expected = version
+
+    def committed(self, before: int, after: int, *, attempts: int = 1) -> None:
+        self.observe(before)
+        if after != before + 1 or attempts > 1:
+            self.foreign = True
+        self.expected = after
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,6 +234,13 @@ class ChunkStore:
                 "(or drop the table and re-derive it from the current Delta table)"
             )
             raise FreshlakeConfigError(msg)
+        if "source_version" in schema.names and schema.field("source_version").type != pa.string():
+            msg = (
+                f"LanceDB table {self.table_name!r} at {self.uri!r} orders chunks by Kafka offset "
+                "(an integer source_version, from an older freshlake): drop the table (and rebuild "
+                "`current` if it is as old); the next embeddings run re-derives it from `current`"
+            )
+            raise FreshlakeConfigError(msg)
         missing = [self.schema.field(n) for n in self.attribute_fields if n not in schema.names]
         if missing:  # an attribute added to the stream spec: add it as a null column
             tbl.add_columns(missing)
@@ -264,22 +298,38 @@ class ChunkStore:
             where = "key IN (" + ", ".join(sql_literal(k) for k in batch) + ")"
             yield self.table.search().where(where).select(list(columns)).to_arrow()
 
-    def existing_hashes(self, keys: Sequence[str]) -> dict[str, tuple[str, int]]:
+    def existing_hashes(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
         """chunk_id -> (content_hash, source_version) for the stored chunks of `keys`.
 
         Lets the caller embed only chunks whose text changed (invariant 5).
         """
-        out: dict[str, tuple[str, int]] = {}
-        for part in self._rows_for_keys(keys, ["chunk_id", "content_hash", "source_version"]):
-            ids, hashes, versions = (part.column(i).to_pylist() for i in range(3))
-            out.update(zip(ids, zip(hashes, versions, strict=True), strict=True))
+        return {cid: (c.content_hash, c.source_version) for cid, c in self.existing_chunks(keys).items()}
+
+    def existing_chunks(self, keys: Sequence[str]) -> dict[str, StoredChunk]:
+        """chunk_id -> the stored chunk of `keys`, its vector included: an unchanged chunk of a
+        new document version is written again with this vector, not embedded again."""
+        out: dict[str, StoredChunk] = {}
+        columns = ["chunk_id", "content_hash", "source_version", "embedded_at", "vector"]
+        for part in self._rows_for_keys(keys, columns):
+            if part.num_rows == 0:
+                continue
+            vectors = part.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+            vectors = vectors.astype(np.float32).reshape(-1, self.dimension)
+            ids, hashes, versions, times = (part.column(c).to_pylist() for c in columns[:4])
+            for i, cid in enumerate(ids):
+                out[cid] = StoredChunk(
+                    content_hash=hashes[i],
+                    source_version=versions[i],
+                    embedded_at=times[i],
+                    vector=vectors[i],
+                )
         return out
 
-    def _newest_versions(self, keys: Sequence[str]) -> dict[str, int]:
-        newest: dict[str, int] = {}
+    def _newest_versions(self, keys: Sequence[str]) -> dict[str, str]:
+        newest: dict[str, str] = {}
         for part in self._rows_for_keys(keys, ["key", "source_version"]):
             for key, version in zip(*(part.column(i).to_pylist() for i in range(2)), strict=True):
-                if version is not None and version > newest.get(key, -(2**63)):
+                if version is not None and version > newest.get(key, ""):
                     newest[key] = version
         return newest
 
@@ -290,24 +340,35 @@ class ChunkStore:
         *,
         upserts: Sequence[Chunk],
         vectors: np.ndarray | None,
-        deletes_keys: Mapping[str, int],
-        keep_counts: Mapping[str, tuple[int, int]],
+        deletes_keys: Mapping[str, str],
+        keep_counts: Mapping[str, tuple[int, str]],
         embedder_name: str,
         embedder_version: str,
+        read_at: int | None = None,
+        deleted_in_current: Callable[[Sequence[str]], Mapping[str, str]] | None = None,
     ) -> ApplyResult:
-        """Upsert chunks, delete tombstoned keys, trim shrunk documents; all version-guarded.
+        """Upsert documents, delete tombstoned keys, trim shrunk documents; all version-guarded.
 
-        The guard is per key as well as per row: a key whose newest stored chunk is newer than
-        the incoming document or delete is left alone. That keeps a stale document from adding
-        chunks past the newer one's end, and keeps unchanged chunks (not re-embedded, so still
-        carrying their older `source_version`) when a late delete or trim arrives.
+        Each commit is guarded in its own SQL on `source_version`, which every chunk of a stored
+        document carries (`Chunk.provenance`), so no commit can overwrite or delete a newer
+        document's chunks, whatever another writer committed in between. What a guard cannot
+        stop is a stale writer *inserting* chunks (a longer older document, or one of a key
+        deleted meanwhile): a newer writer's trim removes those written before it, and when
+        another writer committed since `read_at` this apply checks its keys again after its
+        writes (the newest stored version, and `deleted_in_current`: a key deleted meanwhile has no
+        newer chunk to show it) and removes its own chunks of any key it no longer leads. So two applies in any
+        interleaving leave each key with exactly the chunks of its newest document.
 
         Args:
-            upserts: chunks to write, row i of `vectors` is chunk i's vector.
+            upserts: chunks to write, row i of `vectors` is chunk i's vector; all chunks of a
+                document, unchanged ones with their stored vector (see `existing_chunks`).
             vectors: float32 (len(upserts), dimension); None when there are no upserts.
             deletes_keys: key -> source_version of its delete; removes chunks not newer.
             keep_counts: key -> (chunk count, source_version) of its new document; removes
-                chunks at or past the count that are not newer (a document that shrank).
+                its chunks at or past the count, and any older chunk, that are not newer.
+            read_at: table version before the caller read the documents (None: unknown, check).
+            deleted_in_current: keys -> the version of their delete, for those `current` holds
+                as deleted.
         """
         if vectors is None:
             vectors = np.zeros((0, self.dimension), np.float32)
@@ -319,40 +380,75 @@ class ChunkStore:
             self.check_model(
                 model_name=embedder_name, model_version=embedder_version, dimension=self.dimension
             )
-        table = self.table
+        writes = _Writes(read_at)
         keys = {c.key for c in upserts} | set(deletes_keys) | set(keep_counts)
+        if keys:
+            writes.observe(self.table.version)
         newest = self._newest_versions(sorted(keys)) if keys else {}
-        upserted, skipped = self._merge(upserts, vectors, newest, embedder_name, embedder_version)
+        upserted, skipped, written = self._merge(
+            upserts, vectors, newest, embedder_name, embedder_version, writes
+        )
         clauses = [
-            f"(key = {sql_literal(k)} AND source_version <= {int(v)})"
+            f"(key = {sql_literal(k)} AND source_version <= {sql_literal(v)})"
             for k, v in deletes_keys.items()
             if k in newest and newest[k] <= v
         ]
         clauses += [
-            f"(key = {sql_literal(k)} AND chunk_index >= {int(n)} AND source_version <= {int(v)})"
+            f"(key = {sql_literal(k)} AND (source_version < {sql_literal(v)} OR "
+            f"(chunk_index >= {int(n)} AND source_version <= {sql_literal(v)})))"
             for k, (n, v) in keep_counts.items()
             if k in newest and newest[k] <= v
         ]
-        deleted = 0
-        for start in range(0, len(clauses), CLAUSES_PER_DELETE):
-            batch = " OR ".join(clauses[start : start + CLAUSES_PER_DELETE])
-            deleted += table.delete(batch).num_deleted_rows
+        deleted = self._delete(clauses, writes)
+        if written and writes.foreign:
+            deleted += self._drop_superseded(written, writes, deleted_in_current)
         return ApplyResult(
             rows_upserted=upserted,
             rows_deleted=deleted,
-            version=table.version,
+            version=self.table.version,
             rows_skipped=skipped,
         )
+
+    def _delete(self, clauses: Sequence[str], writes: _Writes) -> int:
+        deleted = 0
+        for start in range(0, len(clauses), CLAUSES_PER_DELETE):
+            batch = " OR ".join(clauses[start : start + CLAUSES_PER_DELETE])
+            before = self.table.version
+            result = self.table.delete(batch)
+            writes.committed(before, result.version)
+            deleted += result.num_deleted_rows
+        return deleted
+
+    def _drop_superseded(
+        self,
+        written: Mapping[str, str],
+        writes: _Writes,
+        deleted_in_current: Callable[[Sequence[str]], Mapping[str, str]] | None,
+    ) -> int:
+        """Remove this apply's chunks of keys that a newer document or delete overtook while it
+        wrote (another writer committed in between): the other writer's trim ran too early."""
+        keys = sorted(written)
+        newest = self._newest_versions(keys)
+        deleted = deleted_in_current(keys) if deleted_in_current is not None else {}
+        stale = [k for k in keys if max(newest.get(k, ""), deleted.get(k) or "") > written[k]]
+        if stale:
+            log.info("removing chunks of %d keys a concurrent writer overtook", len(stale))
+        clauses = [f"(key = {sql_literal(k)} AND source_version <= {sql_literal(written[k])})" for k in stale]
+        return self._delete(clauses, writes)
 
     def _merge(
         self,
         upserts: Sequence[Chunk],
         vectors: np.ndarray,
-        newest: dict[str, int],
+        newest: dict[str, str],
         model_name: str,
         model_version: str,
-    ) -> tuple[int, int]:
-        """Guarded merge_insert; updates `newest` (key -> newest stored version) to after it."""
+        writes: _Writes,
+    ) -> tuple[int, int, dict[str, str]]:
+        """Guarded merge_insert; updates `newest` (key -> newest stored version) to after it.
+
+        Returns (rows written, rows refused, key -> version of the documents it wrote).
+        """
         chosen: dict[str, int] = {}  # chunk_id -> row, highest source_version wins
         for i, chunk in enumerate(upserts):
             version = chunk.provenance.source_version
@@ -363,21 +459,25 @@ class ChunkStore:
                 chosen[chunk.chunk_id] = i
         rows = list(chosen.values())
         if not rows:
-            return 0, len(upserts)
+            return 0, len(upserts), {}
         data = self._to_arrow([upserts[i] for i in rows], vectors[rows], model_name, model_version)
+        before = self.table.version
         result = (
             self.table.merge_insert("chunk_id")
             .when_matched_update_all(where="target.source_version <= source.source_version")
             .when_not_matched_insert_all()
             .execute(data)
         )
+        writes.committed(before, result.version, attempts=result.num_attempts)
+        documents: dict[str, str] = {}
         for i in rows:
             key, version = upserts[i].key, upserts[i].provenance.source_version
             newest[key] = max(version, newest.get(key, version))
+            documents[key] = max(version, documents.get(key, version))
         written = result.num_inserted_rows + result.num_updated_rows
         if self._model is None:
             self._model = (model_name, model_version)
-        return written, len(upserts) - written
+        return written, len(upserts) - written, documents
 
     def _to_arrow(
         self, chunks: Sequence[Chunk], vectors: np.ndarray, model_name: str, model_version: str
@@ -403,7 +503,7 @@ class ChunkStore:
             "current_delta_version": [p.current_delta_version for p in prov],
             "event_time": [_utc(p.event_time) for p in prov],
             "ingested_at": [_utc(p.ingested_at) for p in prov],
-            "embedded_at": [now] * len(chunks),
+            "embedded_at": [_utc(c.embedded_at) or now for c in chunks],
             "model_name": [model_name] * len(chunks),
             "model_version": [model_version] * len(chunks),
         }

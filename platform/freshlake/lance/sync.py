@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from freshlake.chunks import Chunk, Provenance
@@ -41,6 +43,7 @@ class SyncResult:
     newest_event_time: datetime | None
     table_name: str = ""
     swapped: bool = False  # this pass filled a new table (model change) and made it live
+    chunks_carried: int = 0  # unchanged chunks written again at the new version (not embedded)
 
     @property
     def embed_rate(self) -> float:
@@ -51,18 +54,15 @@ def _rows(table: pa.Table | None) -> list[dict[str, Any]]:
     return [] if table is None or table.num_rows == 0 else table.to_pylist()
 
 
-def _current_rows(uri: str, *, keys: Sequence[str], storage_options: Mapping[str, str] | None) -> list[dict]:
-    """The live rows of `current` for `keys` (deleted rows are not returned)."""
+def _scan(uri: str, *, storage_options: Mapping[str, str] | None):
+    """A lazy scan of a `current` table, or None when it has no table yet (a stream not
+    materialized: its documents render without it until it arrives)."""
     import polars as pl
 
-    if not keys:
-        return []
-    frame = (
-        pl.scan_delta(uri, storage_options=dict(storage_options or {}) or None)
-        .filter(pl.col("key").is_in(list(keys)) & ~pl.col("is_deleted"))
-        .collect()
-    )
-    return frame.to_dicts()
+    from freshlake.delta.tables import open_table
+
+    table = open_table(uri, storage_options=storage_options)
+    return None if table is None else pl.scan_delta(table)
 
 
 def _all_current_rows(
@@ -71,14 +71,30 @@ def _all_current_rows(
     """The rows of `current` for `keys`, deleted ones included (they delete chunks)."""
     import polars as pl
 
-    if not keys:
+    scan = _scan(uri, storage_options=storage_options) if keys else None
+    if scan is None:
         return []
-    frame = (
-        pl.scan_delta(uri, storage_options=dict(storage_options or {}) or None)
-        .filter(pl.col("key").is_in(list(keys)))
-        .collect()
-    )
-    return frame.to_dicts()
+    return scan.filter(pl.col("key").is_in(list(keys))).collect().to_dicts()
+
+
+def deleted_versions(
+    uri: str, *, keys: Sequence[str], storage_options: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """key -> version of its delete, for the `keys` that `current` holds as deleted now."""
+    import polars as pl
+
+    scan = _scan(uri, storage_options=storage_options) if keys else None
+    if scan is None:
+        return {}
+    frame = scan.filter(pl.col("key").is_in(list(keys)) & pl.col("is_deleted")).select("key", "version")
+    return dict(frame.collect().iter_rows())
+
+
+def document_version(row: Mapping[str, Any], joined: Mapping[str, Any] | None) -> str:
+    """The order of a document: its row's version, then the joined row's (`/` between), so a
+    re-render for a newer flight outranks the booking's older render, and no render is lost to
+    an older one (the joined row is included when deleted: its absence is then newer)."""
+    return row["version"] if joined is None else f"{row['version']}/{joined['version']}"
 
 
 def backfill_keys(
@@ -167,6 +183,12 @@ def sync_embeddings(
     building = registry is not None and (live is None or live.table_name != store.table_name)
     names = follow_marks(spec, table_name=store.table_name, chunker=chunker)
     mark = names[spec.name]
+    read_at = store.version  # before `current` is read: `apply` checks for writers since then
+    known = {name: progress.get(name) for name in names.values()}
+    if any(v is not None for v in known.values()) and store.count() == 0 and keys is None:
+        # the table was dropped (or emptied) behind the marks: follow `current` from scratch
+        log.warning("embeddings table is empty: re-deriving it", extra={"table": store.table_name})
+        known = dict.fromkeys(known)
     rows: dict[str, dict] = {}
     marks: dict[str, int | None] = {}
     joined: dict[str, dict] = {}
@@ -183,7 +205,7 @@ def sync_embeddings(
         latest = table.version() if table is not None else None
     else:
         changed, latest = current_changes(
-            current_uris[spec.name], after=progress.get(mark), storage_options=storage_options
+            current_uris[spec.name], after=known[mark], storage_options=storage_options
         )
         rows = {r["key"]: r for r in _rows(changed)}
         marks[mark] = latest
@@ -193,46 +215,41 @@ def sync_embeddings(
         if keys is None or building:
             other_mark = names[other.stream]
             other_changed, other_latest = current_changes(
-                current_uris[other.stream],
-                after=progress.get(other_mark),
-                storage_options=storage_options,
+                current_uris[other.stream], after=known[other_mark], storage_options=storage_options
             )
             marks[other_mark] = other_latest
             moved = {r["key"] for r in _rows(other_changed)}
-            if moved and progress.get(mark) is not None:  # first pass renders everything anyway
+            scan = _scan(current_uris[spec.name], storage_options=storage_options)
+            if moved and known[mark] is not None and scan is not None:  # a first pass renders all
                 import polars as pl
 
-                affected = (
-                    pl.scan_delta(
-                        current_uris[spec.name], storage_options=dict(storage_options or {}) or None
-                    )
-                    .filter(pl.col(other.on).is_in(list(moved)) & ~pl.col("is_deleted"))
-                    .collect()
-                )
-                for row in affected.to_dicts():
+                affected = scan.filter(pl.col(other.on).is_in(list(moved)) & ~pl.col("is_deleted"))
+                for row in affected.collect().to_dicts():
                     rows.setdefault(row["key"], row)
         wanted = {str(r[other.on]) for r in rows.values() if not r["is_deleted"] and r.get(other.on)}
         joined = {
             r["key"]: r
-            for r in _current_rows(
+            for r in _all_current_rows(
                 current_uris[other.stream], keys=sorted(wanted), storage_options=storage_options
             )
         }
 
-    deletes: dict[str, int] = {}
-    keep: dict[str, tuple[int, int]] = {}
+    deletes: dict[str, str] = {}
+    keep: dict[str, tuple[int, str]] = {}
     chunks: list[Chunk] = []
     for key, row in rows.items():
         if row["is_deleted"]:
             deletes[key] = row["version"]
             continue
         join = joined.get(str(row.get(document.enrich.on))) if document.enrich else None
-        texts = chunker.chunk(render(document, row=row, joined=join))
+        version = document_version(row, join)
+        live_join = None if join is None or join["is_deleted"] else join
+        texts = chunker.chunk(render(document, row=row, joined=live_join))
         provenance = Provenance(
             source_topic=row["source_topic"],
             source_partition=row["source_partition"],
             source_offset=row["source_offset"],
-            source_version=row["version"],
+            source_version=version,
             raw_delta_version=row["raw_delta_version"],
             current_delta_version=latest if latest is not None else -1,
             event_time=row.get("event_time"),
@@ -250,20 +267,40 @@ def sync_embeddings(
             )
             for i, text in enumerate(texts)
         )
-        keep[key] = (len(texts), row["version"])
+        keep[key] = (len(texts), version)
 
-    existing = store.existing_hashes(sorted(keep)) if keep else {}
-    todo = [c for c in chunks if existing.get(c.chunk_id, (None, None))[0] != c.content_hash]
+    # Every chunk of a new document version is written with that version: changed chunks are
+    # embedded, unchanged ones carry their stored vector; chunks stored at this very version
+    # and text (a replay) are not written at all.
+    existing = store.existing_chunks(sorted(keep)) if keep else {}
+    todo: list[Chunk] = []
+    carried: list[Chunk] = []
+    for c in chunks:
+        stored = existing.get(c.chunk_id)
+        if stored is None or stored.content_hash != c.content_hash:
+            todo.append(c)
+        elif stored.source_version != c.provenance.source_version:
+            carried.append(replace(c, embedded_at=stored.embedded_at))
     t0 = time.perf_counter()
-    vectors = embedder.embed([c.text for c in todo]) if todo else None
+    fresh = embedder.embed([c.text for c in todo]) if todo else None
     embed_seconds = time.perf_counter() - t0
+    vectors = None
+    if todo or carried:
+        parts = [np.asarray(fresh, np.float32).reshape(len(todo), store.dimension)] if todo else []
+        if carried:
+            parts.append(np.stack([existing[c.chunk_id].vector for c in carried]).astype(np.float32))
+        vectors = np.concatenate(parts)
     result = store.apply(
-        upserts=todo,
+        upserts=[*todo, *carried],
         vectors=vectors,
         deletes_keys=deletes,
         keep_counts=keep,
         embedder_name=embedder.model_name,
         embedder_version=embedder.model_version,
+        read_at=read_at,
+        deleted_in_current=partial(
+            deleted_versions, current_uris[spec.name], storage_options=storage_options
+        ),
     )
     progress.set(marks)
     if building:
@@ -282,6 +319,7 @@ def sync_embeddings(
         chunks_total=len(chunks),
         chunks_embedded=len(todo),
         chunks_skipped_unchanged=len(chunks) - len(todo),
+        chunks_carried=len(carried),
         rows_deleted=result.rows_deleted,
         embed_seconds=embed_seconds,
         lance_version=result.version,
