@@ -1,4 +1,10 @@
-"""`<stream>/raw` and `<stream>/quarantine`: the primary store, exactly once, nothing lost."""
+"""`<stream>/raw` and `<stream>/quarantine`: the primary store, exactly once, nothing lost.
+
+One op writes both tables (quarantine commits first, then raw), so selecting either asset alone
+(`dagster asset materialize --select flights/raw`) runs the op and writes both: the unselected
+one is reported as a materialization event rather than an output.
+(No `from __future__ import annotations`: Dagster reads the config class from the annotation.)
+"""
 
 from datetime import UTC, datetime, timedelta
 
@@ -68,6 +74,7 @@ def build_raw_assets(spec: StreamSpec) -> dg.AssetsDefinition:
             ),
         ],
         op_tags={"freshlake/stream": spec.name},
+        can_subset=True,
         partitions_def=partitions_def(spec),
         backfill_policy=dg.BackfillPolicy.single_run(),
     )
@@ -123,8 +130,7 @@ def build_raw_assets(spec: StreamSpec) -> dg.AssetsDefinition:
         for other in sorted(set(result.partition_keys) - set(context.partition_keys if partitioned else ())):
             for key, values in ((raw_key(spec), metadata), (quarantine_key(spec), quarantine_metadata)):
                 context.log_event(dg.AssetMaterialization(asset_key=key, partition=other, metadata=values))
-        yield dg.MaterializeResult(asset_key=raw_key(spec), metadata=metadata)
-        yield dg.MaterializeResult(asset_key=quarantine_key(spec), metadata=quarantine_metadata)
+        yield from _results(context, {raw_key(spec): metadata, quarantine_key(spec): quarantine_metadata})
 
     return _raw
 
@@ -145,22 +151,28 @@ def _reingest(
         f"{result.rows_quarantined} quarantined"
     )
     ranges_text = ", ".join(f"p{r.partition}: {r.start}-{r.end}" for r in result.ranges) or "none"
-    yield dg.MaterializeResult(
-        asset_key=raw_key(spec),
-        metadata={
-            "backfill": True,
-            "rows_written": result.rows_written,
-            "rows_replaced": result.rows_replaced,
-            "rows_quarantined": result.rows_quarantined,
-            "offset_ranges": ranges_text,
-            "delta_version": result.raw_version if result.raw_version is not None else -1,
-            "seconds": round(result.seconds, 3),
-        },
-    )
-    yield dg.MaterializeResult(
-        asset_key=quarantine_key(spec),
-        metadata={
-            "rows_quarantined": result.rows_quarantined,
-            "delta_version": result.quarantine_version if result.quarantine_version is not None else -1,
-        },
-    )
+    raw_metadata = {
+        "backfill": True,
+        "rows_written": result.rows_written,
+        "rows_replaced": result.rows_replaced,
+        "rows_quarantined": result.rows_quarantined,
+        "offset_ranges": ranges_text,
+        "delta_version": result.raw_version if result.raw_version is not None else -1,
+        "seconds": round(result.seconds, 3),
+    }
+    quarantine_metadata = {
+        "rows_quarantined": result.rows_quarantined,
+        "delta_version": result.quarantine_version if result.quarantine_version is not None else -1,
+    }
+    yield from _results(context, {raw_key(spec): raw_metadata, quarantine_key(spec): quarantine_metadata})
+
+
+def _results(context: dg.AssetExecutionContext, metadata: dict[dg.AssetKey, dict]):
+    """A result per selected asset; the other table was written too, so it gets an event."""
+    partitioned = context.has_partition_key or context.has_partition_key_range
+    for key, values in metadata.items():
+        if key in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key=key, metadata=values)
+            continue
+        for partition in context.partition_keys if partitioned else [None]:
+            context.log_event(dg.AssetMaterialization(asset_key=key, partition=partition, metadata=values))
