@@ -1,8 +1,9 @@
 """The feedback loop: rated answers joined with the documents they cite, as a fine-tuning dataset.
 
 Each feedback row of a time window is joined, *as of* the moment of the feedback, with the raw
-events of the documents it references: per key, the newest raw event (highest Kafka offset, the
-order `current` uses) whose Kafka message time is at or before the feedback's `as_of`. That
+events of the documents it references: per key, the newest raw event by the stream's version
+(`freshlake.ordering`, the order `current` uses) whose Kafka message time is at or before the
+feedback's `as_of`. That
 version is rendered with the stream's template and chunked, so the dataset holds the chunk texts
 the assistant could have retrieved then. Everything is derived from the primary store (raw
 Delta): a later revision, a delete or a vacuum of `current` never changes an earlier day, and a
@@ -30,6 +31,7 @@ import pyarrow as pa
 from freshlake.delta.schemas import PARTITION_COLUMN, TS, raw_schema
 from freshlake.delta.tables import COMMIT_ATTEMPTS, open_table
 from freshlake.documents import render
+from freshlake.ordering import assign_versions
 from freshlake.partitions import TimeWindow
 from freshlake.streams import StreamSpec
 
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 
 DATASET_VERSION = "1"  # bump when rows change meaning: part of the asset's code version
 LABELS: dict[str, int] = {"up": 1, "down": 0}
+ORDER = "_order_version"  # freshlake.ordering's version of a raw row, beside the record's fields
 
 DOCUMENT = pa.struct(
     [
@@ -90,7 +93,7 @@ Loader = Callable[[str, Sequence[str], datetime], pa.Table | None]
 @dataclass(frozen=True, kw_only=True)
 class Dataset:
     rows: pa.Table  # DATASET_SCHEMA
-    duplicates_dropped: int  # feedback keys seen more than once in the window: newest offset kept
+    duplicates_dropped: int  # feedback keys seen more than once in the window: newest kept
     documents_referenced: int
     documents_missing: int  # referenced ids with no live version at the feedback's as_of
 
@@ -142,41 +145,51 @@ def candidates(document_id: str, streams: Sequence[str]) -> list[tuple[str, str]
     return [(s, document_id) for s in streams]
 
 
-def as_of_versions(refs, versions):
-    """Per ref, the newest version of its key (highest offset) with message time <= its `as_of`.
+def as_of_versions(refs, versions, *, spec: StreamSpec):
+    """Per ref, the newest version of its key (by `spec`'s order) with message time <= its `as_of`.
 
     Args:
         refs: polars frame with `ref` (unique), `key`, `as_of`.
         versions: polars frame of raw rows of one stream.
+        spec: that stream (its order).
 
     Returns:
-        One row per ref that has such a version: `ref`, the raw columns and `message_time`.
+        One row per ref that has such a version: `ref`, the raw columns, `message_time` and
+        `ORDER` (the version string; a record may have its own `version` field).
     """
     import polars as pl
 
     timed = versions.with_columns(_message_time().alias("message_time"))
     if refs.is_empty() or versions.is_empty():
-        return timed.head(0).with_columns(pl.lit(None, pl.Int64).alias("ref"))
+        return timed.head(0).with_columns(
+            pl.lit(None, pl.Int64).alias("ref"), pl.lit(None, pl.String).alias("version")
+        )
+    # versions over the whole loaded history: a tombstone takes its prefix from the row before it
+    ordered = assign_versions(timed, spec=spec, column=ORDER).drop("has_order")
     return (
         refs.select("ref", "key", "as_of")
-        .join(timed, on="key", how="inner")
+        .join(ordered, on="key", how="inner")
         .filter(pl.col("message_time") <= pl.col("as_of"))
-        .sort("ref", "kafka_offset", "kafka_partition")
+        .sort("ref", ORDER)
         .group_by("ref", maintain_order=True)
         .last()
         .drop("as_of")
     )
 
 
-def prepare_feedback(feedback: pa.Table):
-    """(live feedback rows with `message_time` and `as_of`, one per key, the newest offset wins;
-    number of duplicates dropped). Tombstones are not feedback."""
+def prepare_feedback(feedback: pa.Table, *, spec: StreamSpec | None = None):
+    """(live feedback rows with `message_time` and `as_of`, one per key, the newest by `spec`'s
+    order wins (by offset within a partition without a spec); number of duplicates dropped).
+    Tombstones are not feedback."""
     import polars as pl
 
     frame = pl.from_arrow(feedback).filter(~pl.col("is_delete"))
     frame = frame.with_columns(_message_time().alias("message_time"))
     frame = frame.with_columns(pl.min_horizontal("event_time", "message_time").alias("as_of"))
-    ordered = frame.sort("kafka_partition", "kafka_offset")
+    if spec is not None and frame.height:
+        ordered = assign_versions(frame, spec=spec, column=ORDER).sort(ORDER).drop(ORDER, "has_order")
+    else:
+        ordered = frame.sort("kafka_partition", "kafka_offset")
     unique = ordered.unique(subset="key", keep="last", maintain_order=True)
     return unique.sort("message_time", "kafka_partition", "kafka_offset"), frame.height - unique.height
 
@@ -198,7 +211,7 @@ def _pick(
         schema={"ref": pl.Int64, "key": pl.String, "as_of": pl.Datetime("us", "UTC")},
     )
     versions = pl.from_arrow(table if table is not None else raw_schema(spec).empty_table())
-    return {v["ref"]: v for v in as_of_versions(frame, versions).to_dicts()}
+    return {v["ref"]: v for v in as_of_versions(frame, versions, spec=spec).to_dicts()}
 
 
 def build_dataset(
@@ -218,7 +231,7 @@ def build_dataset(
     """
     specs = {s.name: s for s in streams if s.document is not None}
     by_name = {s.name: s for s in streams}
-    rows, duplicates = prepare_feedback(feedback)
+    rows, duplicates = prepare_feedback(feedback, spec=next((s for s in streams if s.feedback), None))
     records = rows.to_dicts()
     ids = [document_ids(r.get("document_ids")) for r in records]
     until = max((r["as_of"] for r in records), default=None)

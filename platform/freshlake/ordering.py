@@ -246,10 +246,10 @@ def describe(version: str | None) -> str:
     return f"{prefix or '-'} @ partition {partition} offset {offset}"
 
 
-def assign_versions(frame, *, spec: StreamSpec):
+def assign_versions(frame, *, spec: StreamSpec, column: str = "version"):
     """Raw rows (polars, with `key`, `kafka_partition`, `kafka_offset`) -> the same rows, sorted
-    by (key, partition, offset), with `version` and `has_order` (false: the prefix was taken from
-    the row before it in its key and partition, or is `UNVERSIONED`)."""
+    by (key, partition, offset), with the version in `column` and `has_order` (false: the prefix
+    was taken from the row before it in its key and partition, or is `UNVERSIONED`)."""
     import polars as pl
 
     prefixes = order_prefixes(frame.to_arrow(), spec=spec)
@@ -265,7 +265,7 @@ def assign_versions(frame, *, spec: StreamSpec):
             pl.col("_prefix").is_not_null().alias("has_order"),
             pl.col("_prefix").forward_fill().over("key", "kafka_partition").fill_null(UNVERSIONED),
         )
-        .with_columns(pl.concat_str("_prefix", "_suffix").alias("version"))
+        .with_columns(pl.concat_str("_prefix", "_suffix").alias(column))
         .drop("_prefix", "_suffix")
     )
 

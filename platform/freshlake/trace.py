@@ -93,13 +93,14 @@ class TraceReport:
                 f"    model {chunk['model_name']}@{chunk['model_version']}, embedded {chunk['embedded_at']}",
                 f"    from {chunk['source_topic']}[{chunk['source_partition']}]@{chunk['source_offset']}, "
                 f"current version {chunk['current_delta_version']}, raw version {chunk['raw_delta_version']}",
+                f"    order {_order(chunk.get('source_version'))}",
             ]
         if self.current is not None:
             c = self.current
             state = "deleted" if c["is_deleted"] else "live"
             lines += [
                 f"  current row ({state}, table version {self.current_table_version}): "
-                f"version {c['version']}, from {c['source_topic']}[{c['source_partition']}]@"
+                f"order {_order(c['version'])}, from {c['source_topic']}[{c['source_partition']}]@"
                 f"{c['source_offset']}, event time {c['event_time']}",
             ]
         else:
@@ -311,3 +312,12 @@ def _check_broker(source: SourceTrace, kafka_config: Mapping[str, object]) -> So
     if source.raw_row is not None and source.kafka_timestamp is not None and ts != source.kafka_timestamp:
         return dataclasses.replace(source, broker_check=f"differs: broker time {ts}")
     return dataclasses.replace(source, broker_check="match", kafka_timestamp=source.kafka_timestamp or ts)
+
+
+def _order(version: str | None) -> str:
+    """A source version for people: each part (a document's row, its joined row) decoded."""
+    from freshlake.ordering import describe
+
+    if not version:
+        return "none"
+    return " / joined ".join(describe(part) for part in version.split("/"))

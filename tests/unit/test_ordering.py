@@ -336,3 +336,27 @@ def test_a_current_table_with_offset_versions_is_refused_with_the_fix(tmp_path) 
     rows = raw_rows(JSON, [{"key": "A", "kafka_partition": 0, "kafka_offset": 0, "rev": 1}])
     with pytest.raises(FreshlakeConfigError, match="Drop that table"):
         merge_into_current(spec=JSON, current_uri=uri, raw_rows=rows, raw_version=None)
+
+
+def test_the_feedback_as_of_join_picks_the_newest_version_not_the_highest_offset() -> None:
+    from freshlake.feedback import as_of_versions
+
+    history = raw_rows(
+        JSON,
+        [
+            {"key": "UA1", "kafka_partition": 2, "kafka_offset": 60, "rev": 1, "status": "delayed"},
+            {"key": "UA1", "kafka_partition": 0, "kafka_offset": 0, "rev": 2, "status": "cancelled"},
+            {"key": "UA1", "kafka_partition": 0, "kafka_offset": 1, "rev": 3, "status": "later"},
+        ],
+    )
+    history = history.set_column(
+        history.schema.get_field_index("kafka_timestamp"),
+        "kafka_timestamp",
+        pa.array([T0, T0, T0 + timedelta(hours=1)], pa.timestamp("us", tz="UTC")),
+    )
+    refs = pl.DataFrame(
+        {"ref": [0], "key": ["UA1"], "as_of": [T0 + timedelta(minutes=1)]},
+        schema={"ref": pl.Int64, "key": pl.String, "as_of": pl.Datetime("us", "UTC")},
+    )
+    picked = as_of_versions(refs, pl.from_arrow(history), spec=JSON)
+    assert picked["status"].to_list() == ["cancelled"]  # "later" came after the feedback
