@@ -39,7 +39,7 @@ def build_current_asset(spec: StreamSpec) -> dg.AssetsDefinition:
             "dagster/column_lineage": column_lineage(spec),
         },
         freshness_policy=freshness_policy(spec),
-        code_version="fold-v1",
+        code_version="fold-v2",  # v2: ordered by source version, not offset
         op_tags={"freshlake/stream": spec.name},
         partitions_def=partitions_def(spec),
         backfill_policy=dg.BackfillPolicy.single_run(),
@@ -63,6 +63,8 @@ def build_current_asset(spec: StreamSpec) -> dg.AssetsDefinition:
                 "keys_deleted": result.keys_deleted,
                 "rows_inserted": result.rows_inserted,
                 "rows_updated": result.rows_updated,
+                "version_ties": result.version_ties,  # equal order in two partitions: (partition, offset)
+                "rows_unordered": result.rows_unordered,  # tombstones: ordered by their partition
                 "raw_versions": "none"
                 if result.raw_versions is None
                 else "{}-{}".format(*result.raw_versions),
@@ -133,6 +135,7 @@ def build_embeddings_asset(spec: StreamSpec, *, model_code: str = DEFAULT_MODEL_
                 "chunks_total": result.chunks_total,
                 "chunks_embedded": result.chunks_embedded,
                 "chunks_skipped_unchanged": result.chunks_skipped_unchanged,
+                "chunks_carried": result.chunks_carried,
                 "rows_deleted": result.rows_deleted,
                 "embed_seconds": round(result.embed_seconds, 3),
                 "embed_rate_chunks_per_s": round(result.embed_rate, 1),
