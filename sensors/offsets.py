@@ -1,10 +1,17 @@
-"""`<stream>_offsets`: watches watermarks against the raw table's commits and launches runs."""
+"""`<stream>_offsets`: watches watermarks against the raw table's commits and launches runs.
+
+It sees every in-flight run that ingests the stream, whatever launched it (this sensor, the UI,
+the CLI, a backfill): by asset selection, by the stream's job, or by the stream tag. Overlapping
+runs are safe (raw commits only on the offsets a run planned from); the sensor only avoids
+launching runs that would read what another run is already reading.
+"""
 
 import time
 
 import dagster as dg
 
-from freshlake.assets.partitions import RANGES_TAG, current_partition
+from freshlake.assets.keys import quarantine_key, raw_key
+from freshlake.assets.partitions import BACKFILL_TAG, RANGES_TAG, current_partition
 from freshlake.errors import FreshlakeConfigError
 from freshlake.resources.kafka import KafkaResource
 from freshlake.resources.storage import StorageResource
@@ -16,7 +23,11 @@ IN_FLIGHT = [
     dg.DagsterRunStatus.NOT_STARTED,
     dg.DagsterRunStatus.STARTING,
     dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,  # still executing: it may yet commit its range
 ]
+PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 WAITING = {dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED}
 FAILED = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
@@ -53,12 +64,16 @@ def evaluate(
     # One run executing and one waiting behind it (the per-stream concurrency limit keeps them
     # serial): the next run is ready the moment the current one ends, instead of a sensor tick
     # and a queue check later.
-    in_flight = context.instance.get_runs(
-        filters=dg.RunsFilter(tags={STREAM_TAG: spec.name}, statuses=IN_FLIGHT)
-    )
+    in_flight = ingest_runs(context.instance, spec=spec)
     waiting = [r for r in in_flight if r.status in WAITING]
     if waiting:
         return dg.SkipReason(f"run {waiting[0].run_id[:8]} for {spec.name} is already waiting to start")
+    unplanned = [r for r in in_flight if RANGES_TAG not in r.tags]
+    if unplanned:  # launched by hand: it reads up to the watermark; plan after it ends
+        return dg.SkipReason(
+            f"run {unplanned[0].run_id[:8]} ({unplanned[0].status.value}) is ingesting {spec.name}; "
+            "the next tick after it ends plans from what it committed"
+        )
     try:
         config = kafka.client_config()
         partitions = topic_partitions(config, topic=spec.topic, timeout=5)
@@ -114,3 +129,36 @@ def evaluate(
         },
     )
     return dg.SensorResult(run_requests=[request], cursor=decision.cursor.dumps())
+
+
+def ingest_runs(instance: dg.DagsterInstance, *, spec: StreamSpec) -> list[dg.DagsterRun]:
+    """In-flight runs that read `spec`'s topic into raw, from any launch path.
+
+    A run ingests when it materializes `<stream>/raw` or `<stream>/quarantine` (its asset
+    selection, else the stream's job or tag) and follows the stream: a backfill or a run of
+    past partitions re-reads a time window of committed offsets, which never moves them.
+    """
+    keys = {raw_key(spec), quarantine_key(spec)}
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT), limit=1000)
+    return [
+        run
+        for run in runs
+        if (
+            keys & set(run.asset_selection)
+            if run.asset_selection is not None
+            else run.job_name == f"{spec.name}_ingest" or run.tags.get(STREAM_TAG) == spec.name
+        )
+        and _follows_stream(run.tags, spec=spec)
+    ]
+
+
+def _follows_stream(tags: dict[str, str], *, spec: StreamSpec) -> bool:
+    """`is_incremental` as the run's tags tell it, before the run starts."""
+    if RANGES_TAG in tags:
+        return True
+    if BACKFILL_TAG in tags:
+        return False
+    now = current_partition(spec)
+    if RANGE_START_TAG in tags:
+        return tags[RANGE_START_TAG] == tags.get(RANGE_END_TAG) == now
+    return tags.get(PARTITION_TAG, now) == now

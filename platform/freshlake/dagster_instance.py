@@ -9,7 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 # Runs per stream chain are small and frequent: 4 at once keeps 2 cores busy without thrashing,
-# and at most one run per stream (tag `freshlake/stream`) keeps writers to a table serial.
+# and at most one sensor run per stream (tag `freshlake/stream`) keeps them from reading the same
+# offsets twice. That is economy, not correctness: raw commits only on the offsets a run planned
+# from (any run, any launch path, any instance config), and the offsets sensor waits for runs of
+# `<stream>/raw` that lack the tag (UI, CLI, backfills), so a production dagster.yaml needs none.
 # Maintenance: every pool gets one slot (`pools.default_limit`; Dagster 1.13 sets other limits only
 # through the CLI/UI), claimed per op, so one maintenance writer per table whatever launches it;
 # the `freshlake/maintenance` tag limit keeps the queue from starting runs that would only wait.
