@@ -277,3 +277,14 @@ def test_new_attribute_field_is_added_to_existing_table(store: ChunkStore, tmp_p
     )
     assert "origin" in wider.table.schema.names
     assert wider.count() == 1
+
+
+def test_a_table_with_offset_versions_is_refused_with_the_fix(tmp_path) -> None:
+    import lancedb
+
+    old = chunk_schema(dimension=DIM, attribute_fields=[])
+    old = old.set(old.get_field_index("source_version"), pa.field("source_version", pa.int64()))
+    lancedb.connect(str(tmp_path / "lance")).create_table("flights", schema=old)
+    store = ChunkStore(uri=str(tmp_path / "lance"), table_name="flights", dimension=DIM)
+    with pytest.raises(FreshlakeConfigError, match="drop the table"):
+        store.count()
