@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export DAGSTER_TELEMETRY_ENABLED := false
+# `make run` is the flight-assistant example; point these at your own streams file and producer.
+FRESHLAKE_STREAMS ?= examples/flight_assistant/streams.yaml
+PRODUCER ?= $(BIN)/python -m examples.flight_assistant.producer --rate 5
 
 .PHONY: install run test test-fast lint format bench clean
 
@@ -20,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: install
-	$(BIN)/freshlake dev
+	$(BIN)/freshlake dev --streams "$(FRESHLAKE_STREAMS)" --producer "$(PRODUCER)"
 
 # Every tier: unit, integration (real broker), slow (real model) and e2e (daemon + UI).
 test: install lint

@@ -1,13 +1,13 @@
 """Freshness: event produced to Kafka -> searchable in LanceDB, through the whole `freshlake dev` stack.
 
-Starts `freshlake dev --no-producer` (broker, warm embedder, Dagster webserver + daemon) with a
-temporary FRESHLAKE_HOME, produces hand-made flight events with unique keys at a steady rate to one
-topic, polls the stream's LanceDB table until every event's (partition, offset) has a row, then
-reads the runs of that stream from the Dagster instance to split the latency into: sensor wait
-(produce -> run created), run launch (created -> first step start), and the raw / current /
-embeddings step durations. JSON to stdout and `bench/results/freshness.json`.
+Starts `freshlake dev --streams FILE` without a producer (broker, warm embedder, Dagster webserver
++ daemon) with a temporary FRESHLAKE_HOME, produces hand-made flight events with unique keys at a
+steady rate to one topic, polls the stream's LanceDB table until every event's (partition, offset)
+has a row, then reads the runs of that stream from the Dagster instance to split the latency into:
+sensor wait (produce -> run created), run launch (created -> first step start), and the raw /
+current / embeddings step durations. JSON to stdout and `bench/results/freshness.json`.
 
-    .venv/bin/python -m bench.freshness [--rate 20] [--events 300] [--stream flights]
+    .venv/bin/python -m bench.freshness [--rate 20] [--events 300] [--stream flights] [--streams FILE]
 """
 
 from __future__ import annotations
@@ -70,12 +70,12 @@ class LoadSampler(threading.Thread):
 # -- the stack ----------------------------------------------------------------------------------
 
 
-def start_dev(home: Path, log_path: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_dev(home: Path, log_path: Path, port: int, streams: str) -> tuple[subprocess.Popen[bytes], str]:
     env = {k: v for k, v in os.environ.items() if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DAGSTER_HOME"}}
     env.update(FRESHLAKE_HOME=str(home), PYTHONUNBUFFERED="1")
     log = log_path.open("w")
     dev = subprocess.Popen(
-        [sys.executable, "-m", "freshlake.cli", "dev", "--no-producer", "--port", str(port)],
+        [sys.executable, "-m", "freshlake.cli", "dev", "--streams", streams, "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -117,7 +117,7 @@ class Events:
     def __init__(self, bootstrap: str, topic: str) -> None:
         from confluent_kafka import Producer
 
-        from freshlake.demo.producer import PRODUCER_DEFAULTS
+        from examples.flight_assistant.producer import PRODUCER_DEFAULTS
 
         self.topic = topic
         settings = {**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap, "linger.ms": 5}
@@ -303,26 +303,28 @@ def stage_of(step_key: str, stream: str) -> str | None:
 
 
 def main() -> None:
+    from examples.flight_assistant import STREAMS_FILE
+    from freshlake.config import load_streams
     from freshlake.kafka.broker import free_port
-    from freshlake.streams import stream_by_name
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=20.0, help="events per second")
     parser.add_argument("--events", type=int, default=300, help="measured events (>= 200 for the report)")
     parser.add_argument("--warmup", type=int, default=20, help="events sent (and waited for) first")
     parser.add_argument("--stream", default="flights")
+    parser.add_argument("--streams", default=str(STREAMS_FILE), help="streams file `freshlake dev` runs")
     parser.add_argument("--out", default="bench/results/freshness.json")
     args = parser.parse_args()
     if args.stream != "flights":
         parser.error("only the flights stream has an event generator here")
-    spec = stream_by_name(args.stream)
+    spec = load_streams(args.streams).stream(args.stream)
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="freshness-") as tmp:
         home = Path(tmp) / "home"
         log_path = Path(tmp) / "dev.log"
         t_start = time.monotonic()
-        dev, bootstrap = start_dev(home, log_path, port=free_port())
+        dev, bootstrap = start_dev(home, log_path, port=free_port(), streams=args.streams)
         startup_s = time.monotonic() - t_start
         events: Events | None = None
         try:

@@ -62,16 +62,19 @@ def _cpu_since(start: os.times_result) -> tuple[float, float]:
 
 
 def main() -> None:
-    from freshlake.demo.producer import produce_demo
+    from examples.flight_assistant import STREAMS_FILE
+    from examples.flight_assistant.producer import produce_demo
+    from freshlake.config import load_streams
     from freshlake.ingest.raw import RawTables, ingest_stream
     from freshlake.kafka.broker import start_broker
-    from freshlake.streams import stream_by_name
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--out", default="bench/results/ingest.json")
+    parser.add_argument("--streams", default=str(STREAMS_FILE), help="the flights stream's file")
     args = parser.parse_args()
+    flights = load_streams(args.streams).stream("flights")
 
     with start_broker() as broker, tempfile.TemporaryDirectory() as tmp:
         config = {"bootstrap.servers": broker.bootstrap}
@@ -82,7 +85,7 @@ def main() -> None:
             partitions=3,
             start=datetime(2026, 11, 21, tzinfo=UTC),
         )
-        spec = dataclasses.replace(stream_by_name("flights"), topic="flights")
+        spec = dataclasses.replace(flights, topic="flights")
         bare, ours, waits, stages = [], [], [], []
         cpu: dict[str, list[tuple[float, float]]] = {"bare": [], "freshlake": []}
         for i in range(args.repeats):

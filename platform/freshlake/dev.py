@@ -1,21 +1,26 @@
 """`freshlake dev`: the embedded default on one machine, and nothing left behind when it stops.
 
-Broker (child, dies with us), demo producer (a thread), `dagster dev` (webserver + daemon, in its
-own process group so the whole group is stopped together).
+Broker (child, dies with us), warm embedder, `dagster dev` (webserver + daemon, in its own process
+group so the whole group is stopped together) and an optional producer command. Every process
+gets the streams file as `FRESHLAKE_STREAMS`, so the code location, the sensors and the CLI read
+the same streams.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
+from freshlake.config import STREAMS_ENV, StreamsConfig
 from freshlake.errors import FreshlakeConfigError, FreshlakeError
 from freshlake.procs import die_with_parent
 
@@ -24,26 +29,36 @@ log = logging.getLogger(__name__)
 UI_READY_TIMEOUT_S = 120.0
 EMBEDDER_READY_TIMEOUT_S = 90.0
 DAGSTER_STOP_TIMEOUT_S = 20.0
+PRODUCER_STOP_TIMEOUT_S = 10.0
 
 
 def run_dev(
     *,
+    streams: StreamsConfig,
     ui_port: int = 3000,
     broker_port: int | None = None,
-    rate: float = 5.0,
-    producer: bool = True,
+    producer: Sequence[str] | None = None,
     workspace: str = "workspace.yaml",
 ) -> int:
+    """Run everything until SIGINT/SIGTERM.
+
+    Args:
+        streams: their topics are created; their file is every child's `FRESHLAKE_STREAMS`.
+        producer: a command (argv) started once the embedder answers, with the same environment
+            as Dagster's (`KAFKA_BOOTSTRAP_SERVERS`, `FRESHLAKE_STREAMS`); stopped with SIGINT.
+    """
     from freshlake.dagster_instance import write_instance_config
     from freshlake.kafka.broker import EmbeddedBroker, free_port, port_is_free, start_broker
     from freshlake.kafka.connection import client_config
     from freshlake.kafka.topics import check_reachable, ensure_topics
     from freshlake.settings import bootstrap_servers, data_paths
-    from freshlake.streams import demo_topics
 
     workspace_path = Path(workspace).resolve()
     if not workspace_path.is_file():
-        msg = f"no {workspace} in {Path.cwd()}: run from the freshlake checkout or pass --workspace"
+        msg = (
+            f"no {workspace} in {Path.cwd()}: run from your project folder "
+            "(`freshlake init DIR` writes one) or pass --workspace"
+        )
         raise FreshlakeConfigError(msg)
     if not port_is_free(host="127.0.0.1", port=ui_port):
         msg = f"port {ui_port} is busy (another Dagster UI?): stop it or pass --port"
@@ -58,7 +73,7 @@ def run_dev(
     broker: EmbeddedBroker | None = None
     embedder: subprocess.Popen[bytes] | None = None
     dagster: subprocess.Popen[bytes] | None = None
-    producer_thread: threading.Thread | None = None
+    producing: subprocess.Popen[bytes] | None = None
     try:
         bootstrap = bootstrap_servers()
         if bootstrap is None:
@@ -66,7 +81,7 @@ def run_dev(
             bootstrap = broker.bootstrap
         config = client_config(bootstrap=bootstrap)
         check_reachable(config)
-        ensure_topics(config, topics=demo_topics())
+        ensure_topics(config, topics=streams.topics)
 
         embedder_url = os.environ.get("FRESHLAKE_EMBEDDER_URL")
         if not embedder_url:  # the warm model: runs embed through it instead of loading torch
@@ -81,6 +96,7 @@ def run_dev(
             **os.environ,
             "FRESHLAKE_EMBEDDER_URL": embedder_url,
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            STREAMS_ENV: str(streams.path),
             "FRESHLAKE_HOME": str(paths.home),
             "DAGSTER_HOME": str(paths.dagster),
             "HF_HUB_OFFLINE": "1",
@@ -108,14 +124,8 @@ def run_dev(
             preexec_fn=die_with_parent(sig=signal.SIGINT),  # and it stops cleanly if we die
         )
         _wait_for_http(url=f"{embedder_url}/health", timeout=EMBEDDER_READY_TIMEOUT_S, stop=stop)
-        if producer:
-            producer_thread = threading.Thread(
-                target=_produce,
-                kwargs={"config": config, "rate": rate, "stop": stop},
-                name="demo-producer",
-                daemon=True,
-            )
-            producer_thread.start()
+        if producer and not stop.is_set():
+            producing = _start_producer(producer, env=env)
         url = f"http://127.0.0.1:{ui_port}"
         ui_up = _wait_for_http(
             url=f"{url}/server_info", timeout=UI_READY_TIMEOUT_S, stop=stop, process=dagster
@@ -127,7 +137,15 @@ def run_dev(
                 "  (Ctrl-C stops everything)",
                 flush=True,
             )
+        producer_ended = False
         while not stop.is_set() and dagster.poll() is None:
+            if producing is not None and not producer_ended and producing.poll() is not None:
+                producer_ended = True  # a --count producer ends by design; the platform keeps going
+                log.log(
+                    logging.WARNING if producing.returncode else logging.INFO,
+                    "producer exited with code %s",
+                    producing.returncode,
+                )
             stop.wait(0.5)
         if dagster.poll() is not None and not stop.is_set():
             msg = f"dagster dev exited with code {dagster.returncode}; see its output above"
@@ -137,27 +155,35 @@ def run_dev(
         stop.set()
         if dagster is not None:
             _stop_group(dagster)
-        if producer_thread is not None:
-            producer_thread.join(timeout=10)
-        if embedder is not None and embedder.poll() is None:
-            embedder.send_signal(signal.SIGINT)
-            try:
-                embedder.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                embedder.kill()
-                embedder.wait()
+        if producing is not None:
+            _stop(producing, sig=signal.SIGINT, timeout=PRODUCER_STOP_TIMEOUT_S)
+        if embedder is not None:
+            _stop(embedder, sig=signal.SIGINT, timeout=10)
         if broker is not None:
             broker.stop()
         print("freshlake stopped", flush=True)
 
 
-def _produce(*, config: dict[str, object], rate: float, stop: threading.Event) -> None:
-    from freshlake.demo.producer import produce_demo
-
+def _start_producer(argv: Sequence[str], *, env: dict[str, str]) -> subprocess.Popen[bytes]:
     try:
-        produce_demo(config=config, rate=rate, stop=stop, create_topics=False)
-    except Exception:
-        log.exception("demo producer stopped")
+        return subprocess.Popen(
+            argv, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent(sig=signal.SIGTERM)
+        )
+    except OSError as exc:
+        msg = f"cannot start the producer {shlex.join(argv)!r}: {exc.strerror}; check --producer"
+        raise FreshlakeConfigError(msg) from None
+
+
+def _stop(process: subprocess.Popen[bytes], *, sig: signal.Signals, timeout: float) -> None:
+    """`sig`, then SIGKILL if it has not exited within `timeout`."""
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _wait_for_http(

@@ -41,7 +41,7 @@ class Producer:
         self.errors: list[BaseException] = []
 
     def start(self, *, seed: int) -> None:
-        from freshlake.demo.producer import produce_demo
+        from examples.flight_assistant.producer import produce_demo
 
         self.stop_event = threading.Event()
 

@@ -22,7 +22,7 @@ START = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
 
 
 def produce(kafka_config, *, prefix: str, stream: str, count: int, bad_ratio: float, seed: int = 7):
-    from freshlake.demo.producer import produce_demo
+    from examples.flight_assistant.producer import produce_demo
 
     produce_demo(
         config=kafka_config,

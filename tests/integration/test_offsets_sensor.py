@@ -29,7 +29,7 @@ def instance():
 
 @pytest.fixture
 def setup(kafka_config, unique_topic, tmp_path):
-    from freshlake.demo.producer import produce_demo
+    from examples.flight_assistant.producer import produce_demo
 
     def make(*, count: int, batching: Batching | None = None):
         if count:
@@ -127,7 +127,7 @@ def test_offsets_that_went_backwards_fail_the_tick_loudly(instance, setup) -> No
 def test_next_run_waits_behind_the_executing_one_and_a_failed_run_is_re_requested(
     instance, setup, kafka_config
 ) -> None:
-    from freshlake.demo.producer import produce_demo
+    from examples.flight_assistant.producer import produce_demo
 
     spec, kafka, storage = setup(count=12)
     first = tick(instance, spec, kafka, storage).run_requests[0]

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 def test_manual_materialization_ingests_up_to_the_watermark_capped(
     kafka_config, unique_topic, tmp_path
 ) -> None:
-    from freshlake.demo.producer import produce_demo
+    from examples.flight_assistant.producer import produce_demo
 
     produce_demo(
         config=kafka_config,

@@ -15,7 +15,9 @@ import pytest
 
 from freshlake.assets.checks import build_lag_checks
 from freshlake.assets.partitions import current_partition
-from freshlake.ops_cli import run_status, run_trace
+from freshlake.cli.status import run_status
+from freshlake.cli.trace import run_trace
+from freshlake.ordering import split_version
 from freshlake.status import exit_code, status_report
 from freshlake.streams import Freshness
 from freshlake.trace import trace
@@ -64,7 +66,8 @@ def test_trace_of_a_search_hit_reaches_its_kafka_offset(world: World, kafka_conf
     assert source.raw_commit_version == hit.provenance["raw_delta_version"]
     assert source.kafka_timestamp is not None
     assert [c["chunk_id"] for c in report.chunks] == [hit.chunk_id]
-    assert report.current["source_offset"] == offset and report.current["version"] == offset
+    assert report.current["source_offset"] == offset
+    assert split_version(report.current["version"])[1:] == (partition, offset)  # + the order prefix
     text = report.render()
     assert f"{world.specs['flights'].topic}[{partition}]@{offset}" in text and "broker: match" in text
 
@@ -123,7 +126,8 @@ def test_status_in_and_out_of_slo(world: World, kafka_config, monkeypatch, capsy
     assert run_status(as_json=False, specs=specs) == 0
     out = capsys.readouterr().out
     assert "STREAM" in out and "\033[" not in out  # not a TTY: no colour
-    assert run_trace(target="flights:UA0-nowhere:0", stream=None) == 1  # a chunk id that is not there
+    # a chunk id that is not there
+    assert run_trace(target="flights:UA0-nowhere:0", stream=None, specs=specs) == 1
     assert "not found" in capsys.readouterr().out
 
 

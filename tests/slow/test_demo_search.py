@@ -17,7 +17,7 @@ NEW_YORK = {"JFK", "LGA", "EWR"}
 
 
 def test_refund_question_finds_policy_and_cancelled_flight(kafka_config, tmp_path) -> None:
-    from freshlake.demo.producer import produce_demo
+    from examples.flight_assistant.producer import produce_demo
 
     world = World(kafka_config, tmp_path)
     world.resources["embedder"] = EmbedderResource(kind="model")

@@ -97,7 +97,7 @@ def test_the_service_runs_from_the_command() -> None:
     import sys
 
     code = (
-        "from freshlake.embed.cli import run_embedder;"
+        "from freshlake.cli.embedder import run_embedder;"
         "raise SystemExit(run_embedder(host='127.0.0.1', port=0, precision=None,"
         " batch_size=8, device='cpu'))"
     )

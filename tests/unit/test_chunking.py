@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from freshlake.demo.world import DemoWorld
+from examples.flight_assistant.world import DemoWorld
 from freshlake.embed.chunking import (
     MAX_CHUNK_TOKENS,
     ChunkerSettings,

@@ -7,7 +7,6 @@ import socket
 
 import pytest
 
-from freshlake.alerts.cli import run_alerts_test
 from freshlake.alerts.incidents import Notification
 from freshlake.alerts.notify import (
     ALERTS_OFF,
@@ -20,6 +19,7 @@ from freshlake.alerts.notify import (
     send,
     slack_message,
 )
+from freshlake.cli.alerts import run_alerts_test
 from freshlake.errors import FreshlakeConfigError
 from tests.receiver import local_receiver
 

@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import signal
 import threading
 import time
 
+from freshlake.cli.args import positive_int, tcp_port
 from freshlake.errors import FreshlakeConfigError
 
 log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("embedder", help="serve the embedding model warm over HTTP")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address")
+    parser.add_argument("--port", type=tcp_port, default=8765, help="port (default 8765)")
+    parser.add_argument(
+        "--precision",
+        choices=("float32", "bfloat16"),
+        default=None,
+        help="default: float32 (see freshlake.embed.models)",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="encode batch")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.set_defaults(
+        func=lambda args: run_embedder(
+            host=args.host,
+            port=args.port,
+            precision=args.precision,
+            batch_size=args.batch_size,
+            device=args.device,
+        )
+    )
 
 
 def run_embedder(*, host: str, port: int, precision: str | None, batch_size: int, device: str) -> int:

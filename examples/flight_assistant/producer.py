@@ -1,16 +1,24 @@
-"""Send the demo world to Kafka: a fixed count (tests, smoke runs) or a steady rate (live demo)."""
+"""Send the demo world to Kafka: a fixed count (tests, smoke runs) or a steady rate (live demo).
+
+    python -m examples.flight_assistant.producer [--bootstrap HOST:PORT] [--count N | --rate R]
+        [--seed S] [--bad-ratio X] [--streams flights,bookings] [--partitions P]
+
+`make run` starts it through `freshlake dev --producer`, which sets KAFKA_BOOTSTRAP_SERVERS.
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from freshlake.demo.streams import stream_by_name
-from freshlake.demo.world import STREAMS, DemoMessage, DemoWorld
+from examples.flight_assistant import stream_by_name
+from examples.flight_assistant.world import STREAMS, DemoMessage, DemoWorld
 from freshlake.errors import FreshlakeError
 from freshlake.kafka.topics import check_reachable, ensure_topics
 
@@ -178,3 +186,62 @@ def _sleep(seconds: float, stop: threading.Event | None) -> bool:
         time.sleep(seconds)
         return False
     return stop.wait(seconds)
+
+
+def _stream_list(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in STREAMS]
+    if unknown or not names:
+        msg = f"unknown stream(s) {', '.join(unknown) or '(none)'}; choose from {','.join(STREAMS)}"
+        raise argparse.ArgumentTypeError(msg)
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from freshlake.cli.args import Parser, positive_float, positive_int, ratio
+
+    parser = Parser(prog="python -m examples.flight_assistant.producer", description=__doc__.split("\n")[0])
+    parser.add_argument("--bootstrap", help="HOST:PORT (default: $KAFKA_BOOTSTRAP_SERVERS)")
+    amount = parser.add_mutually_exclusive_group()
+    amount.add_argument("--count", type=positive_int, help="send N messages, then exit")
+    amount.add_argument("--rate", type=positive_float, help="messages per second until Ctrl-C (default 5)")
+    parser.add_argument("--seed", type=int, default=42, help="same seed, same events")
+    parser.add_argument("--bad-ratio", type=ratio, default=0.0, help="share of malformed messages")
+    parser.add_argument(
+        "--streams",
+        type=_stream_list,
+        default=STREAMS,
+        help="comma-separated subset of " + ",".join(STREAMS),
+    )
+    parser.add_argument("--partitions", type=positive_int, help="for topics it creates")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from freshlake.cli.args import stop_on_signal
+    from freshlake.kafka.connection import client_config
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stop = stop_on_signal()
+    rate = args.rate if args.count or args.rate else 5.0  # neither given: a gentle default
+    try:
+        sent = produce_demo(
+            config=client_config(bootstrap=args.bootstrap),
+            seed=args.seed,
+            count=args.count,
+            rate=rate,
+            streams=args.streams,
+            bad_ratio=args.bad_ratio,
+            stop=stop,
+            partitions=args.partitions,
+        )
+    except FreshlakeError as exc:
+        print(f"flight_assistant producer: {exc}", file=sys.stderr)
+        return 1
+    print(" ".join(f"{topic}={n}" for topic, n in sorted(sent.items())), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

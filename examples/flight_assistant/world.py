@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from freshlake.demo.streams import stream_by_name
+from examples.flight_assistant import stream_by_name
 
 STREAMS: tuple[str, ...] = ("flights", "bookings", "policies", "feedback")
 BAD_HEADER = "freshlake-demo-bad"
@@ -383,7 +383,7 @@ class DemoWorld:
     Args:
         seed: drives every choice; same seed and start give byte-identical messages.
         start: simulated time of the first event (naive means UTC).
-        streams: which streams to emit (names from `freshlake.streams.DEMO_STREAMS`).
+        streams: which streams to emit (names from `STREAMS`, declared in streams.yaml).
         bad_ratio: share of extra malformed messages, headed `freshlake-demo-bad: <kind>`.
         clock: when given, event times come from it (live demo); content stays the same.
     """

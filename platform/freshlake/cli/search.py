@@ -2,27 +2,55 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Sequence
 
+from freshlake.cli.args import add_streams_option, load, positive_int, stream_names
 from freshlake.errors import FreshlakeConfigError
+from freshlake.streams import StreamSpec
 
 
-def open_stores(*, streams: Sequence[str] | None) -> list:
-    """The live embeddings tables of `streams` (default: all embedded streams that have data)."""
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("search", help="search the processed store")
+    parser.add_argument("query", help="what to look for, in words")
+    parser.add_argument(
+        "--stream",
+        action="append",
+        metavar="NAME",
+        help="embedded stream to search (repeatable; default: every embedded stream)",
+    )
+    parser.add_argument("--mode", choices=("vector", "fts", "hybrid"), default="hybrid")
+    parser.add_argument("--k", type=positive_int, default=5, help="hits to return")
+    parser.add_argument("--where", help="SQL filter on the vector rows, e.g. \"status = 'cancelled'\"")
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    add_streams_option(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load(args)
+    wanted = stream_names(config, args.stream, embedded=True)
+    specs = [s for s in config.document_streams if not wanted or s.name in wanted]
+    return run_search(
+        query=args.query, specs=specs, mode=args.mode, k=args.k, where=args.where, as_json=args.json
+    )
+
+
+def open_stores(*, specs: Sequence[StreamSpec]) -> list:
+    """The live embeddings tables of the embedded `specs` that have data."""
     from freshlake.lance.tables import TableRegistry, live_store
     from freshlake.settings import store_roots
-    from freshlake.streams import DEMO_STREAMS
 
     _, lance_root = store_roots()
-    specs = [s for s in DEMO_STREAMS if s.document is not None and (not streams or s.name in streams)]
+    specs = [s for s in specs if s.document is not None]
     registry = TableRegistry(uri=lance_root)
     stores = [store for s in specs if (store := live_store(uri=lance_root, spec=s, registry=registry))]
     present = [store for store in stores if store.count() > 0]
     if not present:
         msg = (
-            f"no embedded data under {lance_root}: run `make run` (or materialize the "
+            f"no embedded data under {lance_root}: run `freshlake dev` (or materialize the "
             "<stream>/embeddings assets) first, or set FRESHLAKE_HOME / FRESHLAKE_LANCE_URI"
         )
         raise FreshlakeConfigError(msg)
@@ -32,7 +60,7 @@ def open_stores(*, streams: Sequence[str] | None) -> list:
 def run_search(
     *,
     query: str,
-    streams: Sequence[str] | None,
+    specs: Sequence[StreamSpec],
     mode: str,
     k: int,
     where: str | None,
@@ -42,7 +70,7 @@ def run_search(
     from freshlake.lance.search import search
 
     embedder = embedder_from_env()
-    stores = open_stores(streams=streams)
+    stores = open_stores(specs=specs)
     hits = search(
         stores=stores,
         embedder=[embedder, *_other_precisions(stores, embedder)],

@@ -1,0 +1,1 @@
+"""Example projects built on freshlake; importable from the checkout (`examples.flight_assistant`)."""

@@ -1,1 +1,0 @@
-"""The flight-assistant demo: a deterministic world of events, and a producer that sends it."""
