@@ -5,17 +5,24 @@ committed offset is held exactly once by one of them, so the window's offsets ar
 ones not held for messages of another window (held for this one, or lost). That holds with
 out-of-order message times too. The broker's time lookup is not used (`offsets_for_times`
 answers with broker write time on some brokers, and 0 for "none").
-Only offsets at or below the committed txn versions are re-read, and the commit carries no app
-transactions, so what the table says was ingested never moves. Each table is replaced in one
-Delta commit (`overwrite` with a predicate over the window and the offsets re-read), so readers
-see the old day or the new one, and streaming appends of newer offsets are never touched.
+Only offsets at or below the committed txn versions are re-read, and the commits carry no app
+transactions, so what the table says was ingested never moves. Each table's rows are replaced
+in one Delta commit (`overwrite` with a predicate over the window and the offsets re-read), so
+readers see the old day or the new one, and streaming appends of newer offsets are never touched.
+
+Two tables cannot change in one commit, so the commits are ordered to never lose an offset at any
+point a process may die: (1) quarantine gains the newly bad rows it lacks, (2) raw is replaced,
+(3) quarantine is replaced. Between them an offset can only be held twice (once in each table),
+never not at all, and a doubly held row carries its message time: every backfill first finds
+such rows and re-derives their windows (a killed backfill is repaired by its retry or by any
+later raw backfill).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -145,19 +152,72 @@ def _in_window(rows: pa.Table, window: TimeWindow) -> pa.Table:
 
 
 def _replace(
-    uri: str, rows: pa.Table, *, predicate: str, storage_options: Mapping[str, str] | None
+    uri: str, rows: pa.Table, *, predicate: str | None, storage_options: Mapping[str, str] | None
 ) -> int | None:
+    """Replace the rows matching `predicate` with `rows` (None: append `rows`), one commit."""
     from deltalake import write_deltalake
 
     write_deltalake(
         uri,
         rows,
-        mode="overwrite",
+        mode="append" if predicate is None else "overwrite",
         predicate=predicate,
         partition_by=[PARTITION_COLUMN],
         storage_options=dict(storage_options or {}) or None,
     )
     return open_table(uri, storage_options=storage_options).version()
+
+
+def _missing_from(uri: str, rows: pa.Table, *, storage_options: Mapping[str, str] | None) -> pa.Table:
+    """The `rows` whose (partition, offset) the table does not hold yet."""
+    import polars as pl
+
+    table = open_table(uri, storage_options=storage_options)
+    if rows.num_rows == 0 or table is None:
+        return rows
+    dates = pc.unique(rows.column(PARTITION_COLUMN)).to_pylist()
+    held = (
+        pl.scan_delta(table)
+        .filter(pl.col(PARTITION_COLUMN).is_in(dates))
+        .select("kafka_partition", "kafka_offset")
+        .collect()
+    )
+    wanted_rows = pl.from_arrow(rows.select(["kafka_partition", "kafka_offset"])).with_row_index("row")
+    keep = wanted_rows.join(held, on=["kafka_partition", "kafka_offset"], how="anti")["row"].sort()
+    return rows.take(pa.array(keep.to_numpy()))
+
+
+def held_twice(tables: RawTables) -> pa.Table:
+    """Rows of messages that both raw and quarantine hold (`kafka_partition`, `kafka_offset`,
+    `kafka_timestamp`, `kafka_date`): what a backfill killed between its commits leaves."""
+    import polars as pl
+
+    opts = tables.storage_options
+    raw, bad = (open_table(uri, storage_options=opts) for uri in (tables.raw, tables.quarantine))
+    columns = ["kafka_partition", "kafka_offset", "kafka_timestamp", PARTITION_COLUMN]
+    if raw is None or bad is None:
+        return pa.table({c: [] for c in columns})
+    quarantined = pl.scan_delta(bad).select(columns).collect()
+    dates = quarantined.get_column(PARTITION_COLUMN).unique().to_list()
+    held = (
+        pl.scan_delta(raw)
+        .filter(pl.col(PARTITION_COLUMN).is_in(dates))
+        .select("kafka_partition", "kafka_offset")
+        .collect()
+    )
+    return (
+        quarantined.join(held, on=["kafka_partition", "kafka_offset"], how="semi").select(columns).to_arrow()
+    )
+
+
+def half_done_windows(*, spec: StreamSpec, tables: RawTables) -> list[TimeWindow]:
+    """The partitions' windows a killed backfill left offsets held twice in (sorted)."""
+    from freshlake.partitions import keys_of, window
+
+    twice = held_twice(tables)
+    timed = twice.filter(pc.is_valid(twice.column("kafka_timestamp")))
+    cadence = spec.partitioning.cadence
+    return [window([key], cadence=cadence) for key in keys_of(timed, cadence=cadence)]
 
 
 def reingest_window(
@@ -166,8 +226,14 @@ def reingest_window(
     kafka_config: Mapping[str, object],
     tables: RawTables,
     window: TimeWindow,
+    repair: bool = True,
+    between_commits: Callable[[str], None] | None = None,
 ) -> ReingestResult:
-    """Replace the raw and quarantine rows of `window` with what Kafka holds for it."""
+    """Replace the raw and quarantine rows of `window` with what Kafka holds for it.
+
+    `repair` first re-derives every other window a killed backfill left half done.
+    `between_commits` is a test seam: called with "quarantine_added" and "raw_replaced".
+    """
     from deltalake.exceptions import CommitFailedError
 
     from freshlake.delta.windows import read_window
@@ -176,6 +242,13 @@ def reingest_window(
 
     t0 = time.perf_counter()
     opts = tables.storage_options
+    if repair:
+        for half_done in half_done_windows(spec=spec, tables=tables):
+            if half_done != window:  # this window is re-derived below anyway
+                log.warning("repairing a half-done raw backfill", extra={"window": half_done.dates})
+                reingest_window(
+                    spec=spec, kafka_config=kafka_config, tables=tables, window=half_done, repair=False
+                )
     partitions = topic_partitions(kafka_config, topic=spec.topic)
     marks = watermarks(kafka_config, topic=spec.topic, partitions=partitions)
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
@@ -205,8 +278,15 @@ def reingest_window(
         raw, bad = wanted(_in_window(raw, window), outside), wanted(_in_window(bad, window), outside)
         predicate = _predicate(window, ranges)
         try:
-            q_version = _replace(tables.quarantine, bad, predicate=predicate, storage_options=opts)
+            added = _missing_from(tables.quarantine, bad, storage_options=opts)
+            if added.num_rows:
+                _replace(tables.quarantine, added, predicate=None, storage_options=opts)
+            if between_commits is not None:
+                between_commits("quarantine_added")
             r_version = _replace(tables.raw, raw, predicate=predicate, storage_options=opts)
+            if between_commits is not None:
+                between_commits("raw_replaced")
+            q_version = _replace(tables.quarantine, bad, predicate=predicate, storage_options=opts)
         except CommitFailedError:
             log.warning("raw backfill conflict, re-planning", extra={"stream": spec.name, "attempt": attempt})
             continue
