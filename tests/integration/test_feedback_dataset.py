@@ -32,6 +32,7 @@ class Raw:
     def __init__(self, storage: StorageResource) -> None:
         self.storage = storage
         self.offsets: dict[str, int] = {}
+        self.flights = 0
 
     def send(self, stream: str, key: str, value: dict | None, *, at: datetime) -> None:
         spec = demo_stream(stream)
@@ -55,7 +56,9 @@ class Raw:
         self.send("policies", key, value, at=at)
 
     def flight(self, key: str, status: str, *, at: datetime) -> None:
+        self.flights += 1  # the demo orders flights by their version
         value = {"flight_id": key, "flight_number": "FL12", "airline": "Freshair", "status": status}
+        value["version"] = self.flights
         self.send("flights", key, {**value, "origin": "JFK", "destination": "SFO"}, at=at)
 
     def feedback(self, key: str, ids: list[str], *, at: datetime, rating: str = "up") -> None:
@@ -169,4 +172,4 @@ def test_definitions_hold_the_asset_its_history_deps_and_a_schedule() -> None:
     context = dg.build_schedule_context(scheduled_execution_time=when, repository_def=repo)
     (request,) = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == DAY1
-    assert build_feedback_definitions([s for s in DEMO_STREAMS if s.name != "feedback"]).assets is None
+    assert not build_feedback_definitions([s for s in DEMO_STREAMS if s.name != "feedback"]).assets
