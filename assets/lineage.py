@@ -16,7 +16,6 @@ from freshlake.streams import StreamSpec
 # current column -> raw column, where they differ in name.
 CURRENT_FROM_RAW = {
     "is_deleted": "is_delete",
-    "version": "kafka_offset",
     "source_topic": "kafka_topic",
     "source_partition": "kafka_partition",
     "source_offset": "kafka_offset",
@@ -34,6 +33,16 @@ EMBEDDINGS_FROM_CURRENT = {
     "ingested_at": ("ingested_at",),
 }
 TEXT_COLUMNS = ("text", "content_hash", "vector", "chunk_index")
+DEBEZIUM_POSITION = (
+    "source_lsn",
+    "source_txid",
+    "source_file",
+    "source_pos",
+    "source_row",
+    "source_commit_lsn",
+    "source_change_lsn",
+    "source_ts_ms",
+)
 
 
 def column_lineage(spec: StreamSpec) -> dg.TableColumnLineage:
@@ -46,9 +55,18 @@ def column_lineage(spec: StreamSpec) -> dg.TableColumnLineage:
     for field in current_schema(spec):
         if field.name == "raw_delta_version":
             continue
-        source = CURRENT_FROM_RAW.get(field.name, field.name)
-        deps[field.name] = [dg.TableColumnDep(asset_key=raw, column_name=source)]
+        if field.name == "version":
+            columns = [*version_columns(spec), "kafka_partition", "kafka_offset"]
+        else:
+            columns = [CURRENT_FROM_RAW.get(field.name, field.name)]
+        deps[field.name] = [dg.TableColumnDep(asset_key=raw, column_name=c) for c in columns]
     return dg.TableColumnLineage(deps_by_column=deps)
+
+
+def version_columns(spec: StreamSpec) -> tuple[str, ...]:
+    """The raw columns a row's `version` encodes before its partition and offset
+    (`freshlake.ordering`): the order fields, or Debezium's source position."""
+    return spec.order_fields or DEBEZIUM_POSITION
 
 
 def embeddings_column_lineage(spec: StreamSpec) -> dg.TableColumnLineage:
