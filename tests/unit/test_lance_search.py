@@ -9,7 +9,7 @@ import pytest
 
 from freshlake.chunks import Chunk, Provenance
 from freshlake.embed.models import HashEmbedder
-from freshlake.lance.search import Hit, search
+from freshlake.lance.search import Document, Hit, search
 from freshlake.lance.store import ChunkStore, ModelMismatchError
 from freshlake.ordering import version_of
 
@@ -135,7 +135,7 @@ def stores(tmp_path, embedder) -> tuple[ChunkStore, ChunkStore]:
 def test_expected_document_first(stores, embedder, mode: str, query: str, expected: str) -> None:
     hits = search(stores=stores, embedder=embedder, query=query, mode=mode, k=3, now=NOW)
     assert hits and hits[0].key == expected
-    assert all(isinstance(h, Hit) for h in hits)
+    assert all(isinstance(h, Document) for h in hits)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
@@ -179,7 +179,7 @@ def test_hits_carry_provenance_and_age(stores, embedder) -> None:
     assert prov["model_name"] == embedder.model_name
     assert prov["model_version"] == embedder.model_version
     assert prov["embedded_at"] is not None
-    assert Hit(**{**by_key["UA101"].__dict__, "age_seconds": None}).as_of.startswith("as of")
+    assert Hit(**{**by_key["UA101"].best.__dict__, "age_seconds": None}).as_of.startswith("as of")
 
 
 def test_model_mismatch_is_refused(stores, embedder) -> None:

@@ -1,7 +1,24 @@
-"""Search one or more stream tables by vector, full text, or both (hybrid, fused by RRF).
+"""Search stream tables by vector, full text, or both (hybrid), and return documents.
 
-Fusion is done here, over the global result lists, so a hybrid query across several stream
-tables ranks all of them together. Every hit says how fresh it is (`age_seconds`, `as_of`).
+A search returns up to `k` documents: distinct (stream, key) pairs, each with its best passage
+and the other chunks of it that matched, in rank order (`chunks=True` returns the raw chunk hits
+instead). Every result says how fresh it is (`age_seconds`, `as_of`).
+
+Ranking, precisely:
+- Each (table, retriever) pair is one ranked list: vector (cosine distance) and full text (BM25)
+  per table. A list is read `candidates` rows deep (default `CANDIDATES` = 100), whatever `k`.
+- `vector` and `fts` with one vector space sort all lists by their score (cosine similarity
+  `1 - distance`, or BM25). `hybrid`, and vector search across tables of different vector spaces
+  (a model rollout), fuse the lists by Reciprocal Rank Fusion: score = sum over lists of
+  `1 / (RRF_K + rank)`, `RRF_K = 60`, ranks from 1 (Cormack et al., 2009); ties keep the
+  first-seen order (vector lists first). One ranking per table means a stream with many
+  near-duplicate documents cannot crowd out the best hit of another stream.
+- A document ranks where its best chunk ranks; its score is that chunk's score.
+- When the lists at that depth hold fewer than `k` documents, they are read again `DEEPEN` times
+  deeper (up to `MAX_CANDIDATES`) and the documents not yet listed are appended in the deeper
+  ranking's order. So a larger `k` only extends the list: the top `k` is always a prefix of the
+  top `k + n` (scores of appended documents come from the deeper ranking).
+
 A table without an FTS index contributes no full-text hits (logged), so hybrid degrades to
 vector-only rather than failing; tables get their FTS index when created, so this is rare.
 """
@@ -14,8 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
+from freshlake.errors import FreshlakeError
 from freshlake.lance.store import PROVENANCE_COLUMNS, VECTOR_REFINE_FACTOR, ChunkStore
 
 if TYPE_CHECKING:
@@ -24,13 +42,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SearchMode = Literal["vector", "fts", "hybrid"]
-RRF_K = 60  # as in lancedb's RRFReranker: score = sum over lists of 1 / (RRF_K + rank0)
+MODES: tuple[str, ...] = ("vector", "fts", "hybrid")
+RRF_K = 60  # score = sum over ranked lists of 1 / (RRF_K + rank), rank from 1
+CANDIDATES = 100  # rows read from each ranked list before fusion, independent of k
+DEEPEN = 4  # when those hold fewer than k documents: read this many times deeper, append
+MAX_CANDIDATES = 10_000  # the deepest a list is read
 BASE_COLUMNS = ("chunk_id", "stream", "key", "chunk_index", "text")
+
+
+class FreshlakeSearchError(FreshlakeError, ValueError):
+    """A search that cannot be answered as asked (bad mode, filter, stream, k); the message
+    says how to ask instead. A ValueError too, so callers that catch bad arguments keep working."""
 
 
 @dataclass(frozen=True, kw_only=True)
 class Hit:
-    """One search result. `score` is comparable within a mode only: cosine similarity for
+    """One matching chunk. `score` is comparable within a mode only: cosine similarity for
     vector, BM25 for fts, the RRF sum for hybrid."""
 
     chunk_id: str
@@ -46,13 +73,90 @@ class Hit:
     @property
     def as_of(self) -> str:
         """Freshness for a prompt or a UI: "as of 4 s ago", "as of 3 min ago"."""
-        if self.age_seconds is None:
-            return "as of an unknown time"
-        age = max(0.0, self.age_seconds)
-        for unit, seconds in (("d", 86_400), ("h", 3_600), ("min", 60)):
-            if age >= seconds:
-                return f"as of {int(age // seconds)} {unit} ago"
-        return f"as of {int(age)} s ago"
+        return as_of(self.age_seconds)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Document:
+    """One document (a stream's key): its matching chunks, best first. The text, provenance and
+    age shown for the document are its best passage's."""
+
+    stream: str
+    key: str
+    score: float
+    passages: tuple[Hit, ...]
+
+    @property
+    def best(self) -> Hit:
+        return self.passages[0]
+
+    @property
+    def text(self) -> str:
+        return self.best.text
+
+    @property
+    def chunk_id(self) -> str:
+        return self.best.chunk_id
+
+    @property
+    def chunk_index(self) -> int:
+        return self.best.chunk_index
+
+    @property
+    def attributes(self) -> dict[str, str | None]:
+        return self.best.attributes
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return self.best.provenance
+
+    @property
+    def age_seconds(self) -> float | None:
+        return self.best.age_seconds
+
+    @property
+    def as_of(self) -> str:
+        return self.best.as_of
+
+
+def as_of(age_seconds: float | None) -> str:
+    if age_seconds is None:
+        return "as of an unknown time"
+    age = max(0.0, age_seconds)
+    for unit, seconds in (("d", 86_400), ("h", 3_600), ("min", 60)):
+        if age >= seconds:
+            return f"as of {int(age // seconds)} {unit} ago"
+    return f"as of {int(age)} s ago"
+
+
+@overload
+def search(
+    *,
+    stores: Sequence[ChunkStore],
+    embedder: Embedder | Sequence[Embedder],
+    query: str,
+    mode: SearchMode = ...,
+    k: int = ...,
+    where: str | None = ...,
+    now: datetime | None = ...,
+    chunks: Literal[False] = ...,
+    candidates: int = ...,
+) -> list[Document]: ...
+
+
+@overload
+def search(
+    *,
+    stores: Sequence[ChunkStore],
+    embedder: Embedder | Sequence[Embedder],
+    query: str,
+    mode: SearchMode = ...,
+    k: int = ...,
+    where: str | None = ...,
+    now: datetime | None = ...,
+    chunks: Literal[True],
+    candidates: int = ...,
+) -> list[Hit]: ...
 
 
 def search(
@@ -64,8 +168,10 @@ def search(
     k: int = 5,
     where: str | None = None,
     now: datetime | None = None,
-) -> list[Hit]:
-    """The top `k` chunks across `stores`.
+    chunks: bool = False,
+    candidates: int = CANDIDATES,
+) -> list[Document] | list[Hit]:
+    """The top `k` documents (or, with `chunks`, chunks) across `stores`; see the module doc.
 
     Args:
         embedder: the query encoder, or several: each table is searched with the one whose
@@ -76,56 +182,104 @@ def search(
         where: SQL filter over the table columns (e.g. `status = 'delayed'`), applied before
             ranking (prefilter), so it never starves the top k.
         now: reference time for `age_seconds` (default: the current UTC time).
+        candidates: rows read from each ranked list before fusion (a larger value trades
+            latency for recall; `k` does not change it).
 
     Raises:
         ModelMismatchError: a table holds vectors of a model other than `embedder`'s.
+        FreshlakeSearchError: an unknown mode, `candidates` below 1, or a `where` the tables
+            cannot evaluate.
     """
-    if mode not in ("vector", "fts", "hybrid"):
+    if mode not in MODES:
         msg = f"unknown search mode {mode!r}: use 'vector', 'fts' or 'hybrid'"
-        raise ValueError(msg)
+        raise FreshlakeSearchError(msg)
+    if candidates < 1:
+        msg = f"candidates must be at least 1, got {candidates}; the default is {CANDIDATES}"
+        raise FreshlakeSearchError(msg)
     if k < 1 or not stores:
         return []
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)  # naive times in freshlake are UTC
-    depth = k if mode != "hybrid" else max(2 * k, 20)  # RRF needs candidates beyond the top k
     for store in stores:
         store.table  # noqa: B018  (open every table here, not racing inside the pool)
-    jobs: list[tuple[str, ChunkStore, Callable[[], list[dict[str, Any]]]]] = []
-    spaces = 1
-    if mode in ("vector", "hybrid"):
-        chosen = [_embedder_for(store, embedder) for store in stores]
-        queries: dict[int, Any] = {}  # one query vector per embedder (vector space)
-        for e in chosen:
-            if id(e) not in queries:
-                queries[id(e)] = e.embed([query])[0]
-        spaces = len(queries)
-        jobs += [
-            ("vector", s, partial(_vector_rows, s, queries[id(e)], depth, where))
-            for s, e in zip(stores, chosen, strict=True)
-        ]
-    if mode in ("fts", "hybrid"):
-        jobs += [("fts", s, partial(_fts_rows, s, query, depth, where)) for s in stores]
-    if len(jobs) == 1:
-        results = [jobs[0][2]()]
-    else:  # vector and FTS lists (and tables) in parallel: lancedb releases the GIL
-        with ThreadPoolExecutor(max_workers=min(len(jobs), 8)) as pool:
-            results = list(pool.map(lambda job: job[2](), jobs))
-    if mode == "hybrid" or spaces > 1:
-        # Every (table, retriever) list is one ranking: a stream with many near-duplicate
-        # documents cannot crowd out the best hit of another stream.
-        ranked = _rrf(
-            [[(store, row) for row in rows] for (_, store, _), rows in zip(jobs, results, strict=True)]
+    lists = _Lists(stores=stores, embedder=embedder, query=query, mode=mode, where=where)
+    found: dict[tuple[str, ...], list[tuple[ChunkStore, dict, float]]] = {}
+    depth = min(candidates, MAX_CANDIDATES)
+    while True:
+        ranked, exhausted = lists.ranked(depth)
+        stage: dict[tuple[str, ...], list[tuple[ChunkStore, dict, float]]] = {}
+        for store, row, score in ranked:
+            unit = (store.table_name, row["chunk_id"]) if chunks else (row["stream"], row["key"])
+            stage.setdefault(unit, []).append((store, row, score))
+        for unit, members in stage.items():  # in rank order of each unit's best chunk
+            found.setdefault(unit, members)
+        if len(found) >= k or exhausted or depth >= MAX_CANDIDATES:
+            break
+        depth = min(depth * DEEPEN, MAX_CANDIDATES)
+    picked = list(found.values())[:k]
+    if chunks:
+        return [_hit(store, row, score, now) for (store, row, score), *_ in picked]
+    return [
+        Document(
+            stream=members[0][1]["stream"],
+            key=members[0][1]["key"],
+            score=members[0][2],
+            passages=tuple(_hit(store, row, score, now) for store, row, score in members),
         )
-        return [_hit(store, row, score, now) for store, row, score in ranked[:k]]
-    pairs = [(store, row) for (_, store, _), rows in zip(jobs, results, strict=True) for row in rows]
-    if mode == "vector":
-        pairs.sort(key=lambda sr: sr[1]["_distance"])
-        ranked = [(s, r, 1.0 - float(r["_distance"])) for s, r in pairs]
-    else:
+        for members in picked
+    ]
+
+
+class _Lists:
+    """The ranked lists of one search (query embedded once), read to any depth and ranked."""
+
+    def __init__(
+        self,
+        *,
+        stores: Sequence[ChunkStore],
+        embedder: Embedder | Sequence[Embedder],
+        query: str,
+        mode: SearchMode,
+        where: str | None,
+    ) -> None:
+        self.jobs: list[tuple[ChunkStore, Callable[[int], list[dict[str, Any]]]]] = []
+        spaces = 1
+        if mode in ("vector", "hybrid"):
+            chosen = [_embedder_for(store, embedder) for store in stores]
+            queries: dict[int, Any] = {}  # one query vector per embedder (vector space)
+            for e in chosen:
+                if id(e) not in queries:
+                    queries[id(e)] = e.embed([query])[0]
+            spaces = len(queries)
+            self.jobs += [
+                (s, partial(_vector_rows, s, queries[id(e)], where=where))
+                for s, e in zip(stores, chosen, strict=True)
+            ]
+        if mode in ("fts", "hybrid"):
+            self.jobs += [(s, partial(_fts_rows, s, query, where=where)) for s in stores]
+        self.mode = mode
+        self.fuse = mode == "hybrid" or spaces > 1
+
+    def ranked(self, depth: int) -> tuple[list[tuple[ChunkStore, dict, float]], bool]:
+        """(store, row, score) best first, and whether every list ended before `depth`."""
+        if len(self.jobs) == 1:
+            results = [self.jobs[0][1](depth)]
+        else:  # vector and FTS lists (and tables) in parallel: lancedb releases the GIL
+            with ThreadPoolExecutor(max_workers=min(len(self.jobs), 8)) as pool:
+                results = list(pool.map(lambda job: job[1](depth), self.jobs))
+        exhausted = all(len(rows) < depth for rows in results)
+        if self.fuse:
+            lists = [
+                [(store, row) for row in rows] for (store, _), rows in zip(self.jobs, results, strict=True)
+            ]
+            return _rrf(lists), exhausted
+        pairs = [(store, row) for (store, _), rows in zip(self.jobs, results, strict=True) for row in rows]
+        if self.mode == "vector":
+            pairs.sort(key=lambda sr: sr[1]["_distance"])
+            return [(s, r, 1.0 - float(r["_distance"])) for s, r in pairs], exhausted
         pairs.sort(key=lambda sr: -sr[1]["_score"])
-        ranked = [(s, r, float(r["_score"])) for s, r in pairs]
-    return [_hit(store, row, score, now) for store, row, score in ranked[:k]]
+        return [(s, r, float(r["_score"])) for s, r in pairs], exhausted
 
 
 def _embedder_for(store: ChunkStore, embedder: Embedder | Sequence[Embedder]) -> Embedder:
@@ -142,19 +296,20 @@ def _embedder_for(store: ChunkStore, embedder: Embedder | Sequence[Embedder]) ->
     return first  # not reached: check_model raised
 
 
-def _columns(store: ChunkStore) -> list[str]:
+def columns(store: ChunkStore) -> list[str]:
+    """The columns a search returns and a `where` can filter on."""
     return [*BASE_COLUMNS, *store.attribute_fields, *PROVENANCE_COLUMNS]
 
 
-def _vector_rows(store: ChunkStore, qv: Any, depth: int, where: str | None) -> list[dict]:
+def _vector_rows(store: ChunkStore, qv: Any, depth: int, *, where: str | None) -> list[dict]:
     q = store.table.search(qv, vector_column_name="vector").distance_type("cosine")
     q = q.refine_factor(VECTOR_REFINE_FACTOR)  # no-op while the table has no vector index
     if where:
         q = q.where(where, prefilter=True)
-    return q.select([*_columns(store), "_distance"]).limit(depth).to_arrow().to_pylist()
+    return _read(store, q.select([*columns(store), "_distance"]).limit(depth), where)
 
 
-def _fts_rows(store: ChunkStore, query: str, depth: int, where: str | None) -> list[dict]:
+def _fts_rows(store: ChunkStore, query: str, depth: int, *, where: str | None) -> list[dict]:
     if not store.has_fts_index():
         log.warning(
             "LanceDB table %s has no FTS index: no full-text hits from it until "
@@ -165,14 +320,28 @@ def _fts_rows(store: ChunkStore, query: str, depth: int, where: str | None) -> l
     q = store.table.search(query, query_type="fts", fts_columns="text")
     if where:
         q = q.where(where, prefilter=True)
-    return q.select([*_columns(store), "_score"]).limit(depth).to_arrow().to_pylist()
+    return _read(store, q.select([*columns(store), "_score"]).limit(depth), where)
+
+
+def _read(store: ChunkStore, query: Any, where: str | None) -> list[dict]:
+    try:
+        return query.to_arrow().to_pylist()
+    except ValueError as exc:  # lancedb: "Invalid input, ..." for a filter it cannot evaluate
+        if not where:
+            raise
+        msg = (
+            f"where {where!r} cannot be evaluated on the {store.table_name!r} table: {exc}. "
+            f"Write an SQL condition over its columns ({', '.join(columns(store))}), e.g. "
+            "status = 'delayed', and search only the streams that have those columns"
+        )
+        raise FreshlakeSearchError(msg) from None
 
 
 def _rrf(lists: list[list[tuple[ChunkStore, dict]]]) -> list[tuple[ChunkStore, dict, float]]:
-    """Reciprocal Rank Fusion over ranked lists; ties keep first-seen (vector) order."""
+    """Reciprocal Rank Fusion, 1 / (RRF_K + rank) with ranks from 1; ties keep first-seen order."""
     fused: dict[tuple[int, str], list[Any]] = {}
     for results in lists:
-        for rank, (store, row) in enumerate(results):
+        for rank, (store, row) in enumerate(results, start=1):
             entry = fused.setdefault((id(store), row["chunk_id"]), [store, row, 0.0])
             entry[2] += 1.0 / (RRF_K + rank)
     ranked = [(store, row, score) for store, row, score in fused.values()]
