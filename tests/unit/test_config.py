@@ -221,6 +221,21 @@ MISTAKES = [
         "expected a whole number",
     ),
     ("topic: shop.orders", "topic: [a, b]", "orders", "topic", "expected text"),
+    ("customer: string,", "customer: string, op: string,", "orders", "fields.op", "rename the field"),
+    (
+        "name: string,",
+        "name: string, is_deleted: bool,",
+        "customers",
+        "fields.is_deleted",
+        "rename the field",
+    ),
+    (
+        "Order {order_id} of",
+        "Order {order_id} v{version} of",
+        "orders",
+        "document.template",
+        "{version} would show",
+    ),
     (
         "    required: [order_id]\n",
         "    required: [order_id]\n    batching: {mode: sometimes}\n",

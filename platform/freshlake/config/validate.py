@@ -280,7 +280,19 @@ def _document(raw: Mapping[str, Any] | None, problems: Problems, *, stream: str)
     )
 
 
-def _fields(raw: Any, problems: Problems, *, stream: str) -> dict[str, FieldType]:
+def _reserved(fmt: str) -> frozenset[str]:
+    """Column names freshlake's tables already use: a field of that name would be shadowed."""
+    from freshlake.delta.current import BOOKKEEPING
+    from freshlake.delta.schemas import COORDINATES, DEBEZIUM_COLUMNS, PARTITION_COLUMN
+
+    names = {f.name for f in [*COORDINATES, *BOOKKEEPING]} | {"value", "is_delete", PARTITION_COLUMN}
+    if fmt == "debezium":
+        names |= {f.name for f in DEBEZIUM_COLUMNS}
+    # `event_time` is the parsed event time itself; `version` (the order) may be a field name.
+    return frozenset(names - {"event_time", "version"})
+
+
+def _fields(raw: Any, problems: Problems, *, stream: str, fmt: str = "json") -> dict[str, FieldType]:
     if not isinstance(raw, dict) or not raw:
         problems.add(
             f"expected a mapping of field name to type, got {_kind(raw)}; write e.g. "
@@ -290,7 +302,16 @@ def _fields(raw: Any, problems: Problems, *, stream: str) -> dict[str, FieldType
         )
         return {}
     out: dict[str, FieldType] = {}
+    reserved = _reserved(fmt)
     for name, kind in raw.items():
+        if name in reserved:
+            problems.add(
+                f"{name!r} is a column freshlake's tables already have (one of "
+                f"{', '.join(sorted(reserved))}); rename the field",
+                stream=stream,
+                at=f"fields.{name}",
+            )
+            continue
         if not isinstance(name, str) or not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
             problems.add(
                 "field names are identifiers (letters, digits, _); rename it",
@@ -348,7 +369,7 @@ def _stream(raw: Any, index: int, problems: Problems) -> StreamSpec | None:
         topic=topic or label,
         key_field=key_fields[0] if len(key_fields) == 1 else key_fields,
         format=fmt,  # type: ignore[arg-type]
-        fields=_fields(raw.get("fields"), problems, stream=label),
+        fields=_fields(raw.get("fields"), problems, stream=label, fmt=fmt),
         required=read.names("required", example="[id]"),
         event_time_field=read.text("event_time_field", example="updated_at"),
         order_by=read.names("order_by", example="version"),
@@ -478,6 +499,14 @@ def _check_templates(specs: Mapping[str, StreamSpec], origin: Mapping[str, str],
                         at="document.template",
                         source=origin[spec.name],
                     )
+            elif name == "version":
+                problems.add(
+                    "placeholder {version} would show freshlake's order string (the `version` "
+                    "column of current), not the field: rename the field, e.g. to `revision`",
+                    stream=spec.name,
+                    at="document.template",
+                    source=origin[spec.name],
+                )
             elif name not in spec.fields and name not in ROW_COLUMNS:
                 hint = f" or `{{{enrich.prefix}.<field>}}` of {enrich.stream!r}" if enrich else ""
                 problems.add(
