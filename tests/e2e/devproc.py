@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from freshlake.kafka.broker import free_port
+from tests.demo_streams import EXAMPLE_FILE
 from tests.e2e.test_dev import alive, descendants
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,8 @@ class Dev:
 def freshlake_dev(
     tmp_path: Path, *, args: Sequence[str] = (), env: Mapping[str, str] = (), up_within: float = 150
 ) -> Iterator[Dev]:
-    """`freshlake dev ARGS` with FRESHLAKE_HOME under `tmp_path`, up (UI, broker, embedder)."""
+    """`freshlake dev ARGS` with FRESHLAKE_HOME under `tmp_path`, up (UI, broker, embedder); the
+    streams are the example's unless `env` sets FRESHLAKE_STREAMS."""
     home = tmp_path / "home"
     port = free_port()
     environment = {
@@ -46,7 +48,8 @@ def freshlake_dev(
         for k, v in os.environ.items()
         if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DAGSTER_HOME", "FRESHLAKE_EMBEDDER_URL"}
     }
-    environment.update(FRESHLAKE_HOME=str(home), PYTHONUNBUFFERED="1", **dict(env))
+    environment.update(FRESHLAKE_HOME=str(home), FRESHLAKE_STREAMS=str(EXAMPLE_FILE), PYTHONUNBUFFERED="1")
+    environment.update(env)
     log_path = tmp_path / "dev.log"
     with log_path.open("w+") as log:
         process = subprocess.Popen(

@@ -1,5 +1,6 @@
-"""`freshlake dev` as `make run` starts it: UI up, topics filling, raw tables filling by themselves
-through the daemon's sensors, and nothing left running after Ctrl-C."""
+"""`freshlake dev` as `make run` starts it (the example's streams file and producer): UI up, topics
+filling, raw tables filling by themselves through the daemon's sensors, every child reading the same
+streams file, and nothing left running after Ctrl-C."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 
 from freshlake.delta.tables import committed_offsets
 from freshlake.kafka.broker import free_port
-from tests.demo_streams import DEMO_STREAMS
+from tests.demo_streams import DEMO_STREAMS, EXAMPLE_FILE
 
 pytestmark = pytest.mark.e2e
 
@@ -49,13 +50,31 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def test_dev_runs_the_platform_and_stops_clean(tmp_path) -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DAGSTER_HOME"}}
+    drop = {"KAFKA_BOOTSTRAP_SERVERS", "DAGSTER_HOME", "FRESHLAKE_STREAMS"}
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(FRESHLAKE_HOME=str(tmp_path / "home"), PYTHONUNBUFFERED="1")
     log = (tmp_path / "dev.log").open("w+")
+    producer = f"{sys.executable} -m examples.flight_assistant.producer --rate 40"
+    streams = ["--streams", str(EXAMPLE_FILE.relative_to(ROOT))]  # relative: children get it resolved
     dev = subprocess.Popen(
-        [sys.executable, "-m", "freshlake.cli", "dev", "--port", str(port), "--rate", "40"],
+        [sys.executable, "-m", "freshlake.cli", "dev", "--port", str(port), *streams, "--producer", producer],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -110,6 +129,7 @@ def test_dev_runs_the_platform_and_stops_clean(tmp_path) -> None:
                     "--k",
                     "10",
                     "--json",
+                    *streams,
                 ],
                 cwd=ROOT,
                 env=search_env,
@@ -117,6 +137,7 @@ def test_dev_runs_the_platform_and_stops_clean(tmp_path) -> None:
                 text=True,
                 timeout=120,
             )
+            assert found.returncode in (0, 1), found.stderr  # 1: no embedded data yet; 2: a usage error
             hits = json.loads(found.stdout) if found.returncode == 0 else []
             time.sleep(2)
         assert {"flights", "policies"} <= {h["stream"] for h in hits}, Path(log.name).read_text()[-4000:]
@@ -126,6 +147,14 @@ def test_dev_runs_the_platform_and_stops_clean(tmp_path) -> None:
 
         family = descendants(dev.pid)
         assert len(family) >= 3  # broker, dagster dev, webserver/daemon
+        # The code location, the daemon's sensors and the producer read the file dev was given.
+        children = {pid: cmdline(pid) for pid in family}
+        dagster = [pid for pid, line in children.items() if "dagster" in line]
+        example = [pid for pid, line in children.items() if "examples.flight_assistant.producer" in line]
+        assert dagster and example, children
+        for pid in [*dagster, *example]:
+            assert environ(pid).get("FRESHLAKE_STREAMS") == str(EXAMPLE_FILE), children[pid]
+        assert environ(example[0]).get("KAFKA_BOOTSTRAP_SERVERS") == bootstrap
     finally:
         dev.send_signal(signal.SIGINT)
         try:

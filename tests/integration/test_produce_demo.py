@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -13,8 +17,9 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from freshlake.demo.producer import produce_demo
-from freshlake.demo.world import DemoWorld
+from examples.flight_assistant import example_streams
+from examples.flight_assistant.producer import produce_demo
+from examples.flight_assistant.world import DemoWorld
 from freshlake.errors import FreshlakeConfigError
 from freshlake.kafka.topics import existing_topics
 
@@ -116,3 +121,49 @@ def test_unreachable_broker_fails_fast_with_a_clear_message() -> None:
     with pytest.raises(FreshlakeConfigError, match=re.escape("127.0.0.1:1")):
         produce_demo(config={"bootstrap.servers": "127.0.0.1:1"}, count=1, timeout=1.0)
     assert time.monotonic() - began < 5
+
+
+def run_producer(*args: str, bootstrap: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "examples.flight_assistant.producer", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
+    )
+
+
+def test_the_examples_entry_point_counts_and_stops_at_ctrl_c(tmp_path) -> None:
+    """`python -m examples.flight_assistant.producer`, as `freshlake dev --producer` starts it: the
+    example's topics with its file's partitions; SIGINT flushes, prints the counts and exits 0."""
+    from freshlake.kafka.broker import start_broker
+
+    specs = {s.name: s for s in example_streams().streams}
+    with start_broker(log_path=tmp_path / "broker.log") as own:  # the example's own topic names
+        config = {"bootstrap.servers": own.bootstrap}
+        counted = run_producer(
+            "--count", "50", "--seed", "3", "--streams", "flights,policies", bootstrap=own.bootstrap
+        )
+        out, err = counted.communicate(timeout=60)
+        assert counted.returncode == 0, err
+        expected = Counter(
+            m.topic
+            for m in itertools.islice(
+                DemoWorld(seed=3, start=START, streams=("flights", "policies")).messages(), 50
+            )
+        )
+        assert dict(part.split("=") for part in out.split()) == {t: str(n) for t, n in expected.items()}
+        have = existing_topics(config)
+        assert {t: have[t] for t in expected} == {
+            specs[n].topic: specs[n].partitions for n in ("flights", "policies")
+        }
+
+        paced = run_producer("--rate", "50", "--streams", "feedback", bootstrap=own.bootstrap)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not existing_topics(config).get(specs["feedback"].topic):
+            time.sleep(0.2)
+        time.sleep(1.0)
+        paced.send_signal(signal.SIGINT)
+        out, err = paced.communicate(timeout=30)
+        assert paced.returncode == 0, err
+        assert int(out.strip().removeprefix(f"{specs['feedback'].topic}=")) > 0

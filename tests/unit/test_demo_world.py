@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from freshlake.demo.world import DEBEZIUM_BAD_KINDS, JSON_BAD_KINDS, DemoMessage, DemoWorld
+from examples.flight_assistant.world import DEBEZIUM_BAD_KINDS, JSON_BAD_KINDS, DemoMessage, DemoWorld
 from freshlake.streams import StreamSpec
 from tests.demo_streams import DEMO_STREAMS
 
