@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
-from freshlake.chunks import Chunk, Provenance
 from freshlake.embed.models import HashEmbedder
-from freshlake.lance.tables import TableRegistry, space_store
-from freshlake.ordering import version_of
 from freshlake.retrieval import (
     MAX_K,
     Document,
@@ -21,67 +18,11 @@ from freshlake.retrieval import (
     StaleDataError,
 )
 from tests.demo_streams import demo_stream
-
-FLIGHTS = [
-    ("UA1", "Flight UA1 from Chicago to New York is cancelled due to a winter storm.", "cancelled"),
-    ("DL2", "Flight DL2 from Atlanta to Boston is delayed 45 minutes because of crew.", "delayed"),
-    ("AA3", "Flight AA3 from Dallas to Miami is on time, gate B12.", "on time"),
-]
-POLICIES = [
-    ("refunds", "A cancelled flight entitles you to a full refund to the original payment method."),
-    ("pets", "Small pets may travel in the cabin in an approved carrier under the seat."),
-]
+from tests.retrieval_tables import chunk, demo_tables, write
 
 
 class Rollout(HashEmbedder):
     model_version = "2"  # another vector space of the same dimension
-
-
-def chunk(stream: str, key: str, text: str, offset: int, age: timedelta, **attributes) -> Chunk:
-    now = datetime.now(UTC)
-    return Chunk(
-        stream=stream,
-        key=key,
-        chunk_index=0,
-        text=text,
-        attributes=attributes,
-        provenance=Provenance(
-            source_topic=stream,
-            source_partition=0,
-            source_offset=offset,
-            source_version=version_of(f"{offset:016x}", partition=0, offset=offset),
-            raw_delta_version=1,
-            current_delta_version=1,
-            event_time=now - age,
-            ingested_at=now,
-        ),
-    )
-
-
-def write(uri: str, spec, chunks: list[Chunk], embedder) -> None:
-    """Fill the stream's table of `embedder`'s space and make it live, as an embeddings run does."""
-    store = space_store(
-        uri=uri,
-        spec=spec,
-        model_name=embedder.model_name,
-        model_version=embedder.model_version,
-        dimension=embedder.dimension,
-    )
-    store.apply(
-        upserts=chunks,
-        vectors=embedder.embed([c.text for c in chunks]),
-        deletes_keys={},
-        keep_counts={},
-        embedder_name=embedder.model_name,
-        embedder_version=embedder.model_version,
-    )
-    TableRegistry(uri=uri).swap(
-        spec.name,
-        table_name=store.table_name,
-        model_name=embedder.model_name,
-        model_version=embedder.model_version,
-        dimension=embedder.dimension,
-    )
 
 
 @pytest.fixture
@@ -89,21 +30,7 @@ def world(tmp_path):
     uri = str(tmp_path / "lance")
     embedder = HashEmbedder()
     flights, policies = demo_stream("flights"), demo_stream("policies")
-    write(
-        uri,
-        flights,
-        [
-            chunk("flights", key, text, i, timedelta(seconds=30 + i), flight_id=key, status=status)
-            for i, (key, text, status) in enumerate(FLIGHTS)
-        ],
-        embedder,
-    )
-    write(
-        uri,
-        policies,
-        [chunk("policies", key, text, i, timedelta(hours=2)) for i, (key, text) in enumerate(POLICIES)],
-        embedder,
-    )
+    demo_tables(uri, embedder)
     searcher = Searcher(
         streams=[flights, policies, demo_stream("bookings")],
         delta_root=str(tmp_path / "delta"),
@@ -124,7 +51,7 @@ def test_documents_with_freshness_per_stream(world, mode: str) -> None:
     assert all(isinstance(d, Document) and d.passages for d in result.documents)
     flights = result.freshness["flights"]
     assert flights.table is not None and flights.table.startswith("flights__")
-    assert flights.rows == 3 and flights.lance_version is not None
+    assert flights.rows == 4 and flights.lance_version is not None
     assert flights.model == (HashEmbedder.model_name, HashEmbedder.model_version)
     assert 29 < flights.event_time_lag_s < 120  # newest flight event is ~30 s old
     assert result.freshness["policies"].event_time_lag_s > 7000
