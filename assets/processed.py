@@ -56,22 +56,7 @@ def build_current_asset(spec: StreamSpec) -> dg.AssetsDefinition:
         context.log.info(
             f"{spec.name}/current: {result.keys_upserted} upserted, {result.keys_deleted} deleted"
         )
-        return dg.MaterializeResult(
-            metadata={
-                "raw_rows_folded": result.raw_rows,
-                "keys_upserted": result.keys_upserted,
-                "keys_deleted": result.keys_deleted,
-                "rows_inserted": result.rows_inserted,
-                "rows_updated": result.rows_updated,
-                "version_ties": result.version_ties,  # equal order in two partitions: (partition, offset)
-                "rows_unordered": result.rows_unordered,  # tombstones: ordered by their partition
-                "raw_versions": "none"
-                if result.raw_versions is None
-                else "{}-{}".format(*result.raw_versions),
-                "delta_version": result.current_version if result.current_version is not None else -1,
-                "seconds": round(result.seconds, 3),
-            }
-        )
+        return dg.MaterializeResult(metadata=fold_metadata(result))
 
     return _current
 
@@ -99,54 +84,64 @@ def build_embeddings_asset(spec: StreamSpec, *, model_code: str = DEFAULT_MODEL_
     def _embeddings(
         context: dg.AssetExecutionContext, storage: StorageResource, embedder: EmbedderResource
     ) -> dg.MaterializeResult:
-        from freshlake.lance.sync import backfill_keys, sync_embeddings
+        from freshlake.lance.sync import backfill_keys
+        from freshlake.streaming.stages import StreamStores
 
         model = embedder.get()
-        streams = [spec.name] + ([document.enrich.stream] if document.enrich else [])
-        current_uris = {s: storage.delta_uri(s, "current") for s in streams}
+        stores = StreamStores(spec=spec, storage=storage, embedder=model)
         keys = None
         if not is_incremental(context, spec):  # a backfill: the documents the partitions touched
             keys = backfill_keys(
                 spec=spec,
                 window=window(context.partition_keys, cadence=spec.partitioning.cadence),
-                raw_uris={s: storage.delta_uri(s, "raw") for s in streams},
-                current_uris=current_uris,
+                raw_uris={s: storage.delta_uri(s, "raw") for s in stores.current_uris},
+                current_uris=stores.current_uris,
                 storage_options=storage.storage_options,
             )
-        result = sync_embeddings(
-            spec=spec,
-            current_uris=current_uris,
-            store=storage.space_store(spec, embedder=model),
-            embedder=model,
-            chunker=ChunkerSettings(),
-            progress=storage.progress(),
-            storage_options=storage.storage_options,
-            registry=storage.registry(),
-            keys=keys,
-        )
+        result = stores.sync(keys=keys)
         context.log.info(
             f"{spec.name}/embeddings: embedded {result.chunks_embedded}, "
             f"skipped {result.chunks_skipped_unchanged} unchanged, deleted keys {result.keys_deleted}"
         )
-        return dg.MaterializeResult(
-            metadata={
-                "keys_upserted": result.keys_upserted,
-                "keys_deleted": result.keys_deleted,
-                "chunks_total": result.chunks_total,
-                "chunks_embedded": result.chunks_embedded,
-                "chunks_skipped_unchanged": result.chunks_skipped_unchanged,
-                "chunks_carried": result.chunks_carried,
-                "rows_deleted": result.rows_deleted,
-                "embed_seconds": round(result.embed_seconds, 3),
-                "embed_rate_chunks_per_s": round(result.embed_rate, 1),
-                "lance_version": result.lance_version if result.lance_version is not None else -1,
-                "current_version": result.current_version if result.current_version is not None else -1,
-                "model": f"{model.model_name}@{model.model_version}",
-                "lance_table": result.table_name,
-                "table_swapped_in": result.swapped,
-                "backfill_keys": -1 if keys is None else len(keys),
-                **_lag(result.newest_event_time),
-            }
-        )
+        return dg.MaterializeResult(metadata=sync_metadata(result, model=model, keys=keys))
 
     return _embeddings
+
+
+def fold_metadata(result) -> dict:
+    """`current`'s metadata of one fold (`freshlake.delta.current.FoldResult`)."""
+    return {
+        "raw_rows_folded": result.raw_rows,
+        "keys_upserted": result.keys_upserted,
+        "keys_deleted": result.keys_deleted,
+        "rows_inserted": result.rows_inserted,
+        "rows_updated": result.rows_updated,
+        "version_ties": result.version_ties,  # equal order in two partitions: (partition, offset)
+        "rows_unordered": result.rows_unordered,  # tombstones: ordered by their partition
+        "raw_versions": "none" if result.raw_versions is None else "{}-{}".format(*result.raw_versions),
+        "delta_version": result.current_version if result.current_version is not None else -1,
+        "seconds": round(result.seconds, 3),
+    }
+
+
+def sync_metadata(result, *, model, keys=None) -> dict:
+    """The embeddings' metadata of one pass (`freshlake.lance.sync.SyncResult`) by `model`;
+    `keys`: the documents a backfill re-derived."""
+    return {
+        "keys_upserted": result.keys_upserted,
+        "keys_deleted": result.keys_deleted,
+        "chunks_total": result.chunks_total,
+        "chunks_embedded": result.chunks_embedded,
+        "chunks_skipped_unchanged": result.chunks_skipped_unchanged,
+        "chunks_carried": result.chunks_carried,
+        "rows_deleted": result.rows_deleted,
+        "embed_seconds": round(result.embed_seconds, 3),
+        "embed_rate_chunks_per_s": round(result.embed_rate, 1),
+        "lance_version": result.lance_version if result.lance_version is not None else -1,
+        "current_version": result.current_version if result.current_version is not None else -1,
+        "model": f"{model.model_name}@{model.model_version}",
+        "lance_table": result.table_name,
+        "table_swapped_in": result.swapped,
+        "backfill_keys": -1 if keys is None else len(keys),
+        **_lag(result.newest_event_time),
+    }

@@ -101,38 +101,45 @@ def build_raw_assets(spec: StreamSpec) -> dg.AssetsDefinition:
             f"{spec.name}: read {result.messages_read}, wrote {result.rows_written}, "
             f"quarantined {result.rows_quarantined}, lag {result.consumer_lag}"
         )
-        now = datetime.now(UTC)
-        event_lag = (now - result.newest_event_time).total_seconds() if result.newest_event_time else None
-        ranges_text = ", ".join(f"p{r.partition}: {r.start}-{r.end}" for r in result.ranges) or "none"
-        metadata = {
-            "rows_written": result.rows_written,
-            "rows_quarantined": result.rows_quarantined,
-            "rows_skipped_already_written": result.rows_skipped,
-            "messages_read": result.messages_read,
-            "offset_ranges": ranges_text,
-            "consumer_lag": result.consumer_lag,
-            "delta_version": result.raw_version if result.raw_version is not None else -1,
-            "read_seconds": round(result.read_seconds, 3),
-            "parse_seconds": round(result.parse_seconds, 3),
-            "write_seconds": round(result.write_seconds, 3),
-        }
-        if result.newest_message_time is not None:
-            metadata["newest_message_time"] = dg.MetadataValue.timestamp(result.newest_message_time)
-        if event_lag is not None:
-            metadata["event_time_lag_seconds"] = round(event_lag, 3)
-        quarantine_metadata = {
-            "rows_quarantined": result.rows_quarantined,
-            "delta_version": result.quarantine_version if result.quarantine_version is not None else -1,
-        }
+        metadata = ingest_metadata(spec, result)
         # Rows whose message time falls in another partition (a run just after midnight, a
         # producer's late timestamp) mark that partition materialized too.
         partitioned = context.has_partition_key or context.has_partition_key_range
         for other in sorted(set(result.partition_keys) - set(context.partition_keys if partitioned else ())):
-            for key, values in ((raw_key(spec), metadata), (quarantine_key(spec), quarantine_metadata)):
+            for key, values in metadata.items():
                 context.log_event(dg.AssetMaterialization(asset_key=key, partition=other, metadata=values))
-        yield from _results(context, {raw_key(spec): metadata, quarantine_key(spec): quarantine_metadata})
+        yield from _results(context, metadata)
 
     return _raw
+
+
+def ingest_metadata(spec: StreamSpec, result) -> dict[dg.AssetKey, dict]:
+    """Raw's and quarantine's metadata of one ingest (`freshlake.ingest.raw.IngestResult`): a
+    run's, or one micro-batch of a streaming run."""
+    now = datetime.now(UTC)
+    event_lag = (now - result.newest_event_time).total_seconds() if result.newest_event_time else None
+    ranges_text = ", ".join(f"p{r.partition}: {r.start}-{r.end}" for r in result.ranges) or "none"
+    metadata = {
+        "rows_written": result.rows_written,
+        "rows_quarantined": result.rows_quarantined,
+        "rows_skipped_already_written": result.rows_skipped,
+        "messages_read": result.messages_read,
+        "offset_ranges": ranges_text,
+        "consumer_lag": result.consumer_lag,
+        "delta_version": result.raw_version if result.raw_version is not None else -1,
+        "read_seconds": round(result.read_seconds, 3),
+        "parse_seconds": round(result.parse_seconds, 3),
+        "write_seconds": round(result.write_seconds, 3),
+    }
+    if result.newest_message_time is not None:
+        metadata["newest_message_time"] = dg.MetadataValue.timestamp(result.newest_message_time)
+    if event_lag is not None:
+        metadata["event_time_lag_seconds"] = round(event_lag, 3)
+    quarantine_metadata = {
+        "rows_quarantined": result.rows_quarantined,
+        "delta_version": result.quarantine_version if result.quarantine_version is not None else -1,
+    }
+    return {raw_key(spec): metadata, quarantine_key(spec): quarantine_metadata}
 
 
 def _reingest(

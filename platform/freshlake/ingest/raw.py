@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -29,7 +29,8 @@ from freshlake.delta.tables import (
 )
 from freshlake.errors import FreshlakeError
 from freshlake.ingest.plan import OffsetRange, next_offsets, plan_ranges
-from freshlake.kafka.consumer import read_batches, topic_partitions, watermarks
+from freshlake.kafka.consumer import Watermarks, read_batches, topic_partitions, watermarks
+from freshlake.kafka.messages import MessageBatch
 from freshlake.partitions import keys_of
 from freshlake.streams import StreamSpec
 
@@ -93,8 +94,6 @@ def ingest_stream(
     offsets are read, "planned" once the ranges are fixed, "write" before the raw snapshot the
     write commits on is opened, and "commit" just before the first commit.
     """
-    from freshlake.ingest.parse import Splitter
-
     opts = tables.storage_options
     ensure_table(tables.raw, schema=raw_schema(spec), storage_options=opts)
     ensure_table(tables.quarantine, schema=quarantine_schema(), storage_options=opts)
@@ -112,6 +111,47 @@ def ingest_stream(
         if ranges is None
         else clip_ranges(ranges, start=start, high=marks.high)
     )
+    if barrier is not None:
+        barrier("planned")
+    batches = read_batches(
+        kafka_config,
+        topic=spec.topic,
+        ranges={r.partition: (r.start, r.end) for r in todo},
+        batch_size=8192,  # the splitter's chunk: no short chunk after each full one
+    )
+    return write_batches(
+        spec=spec,
+        tables=tables,
+        todo=todo,
+        committed=committed,
+        marks=marks,
+        batches=batches,
+        started=t0,
+        barrier=barrier,
+    )
+
+
+def write_batches(
+    *,
+    spec: StreamSpec,
+    tables: RawTables,
+    todo: list[OffsetRange],
+    committed: Mapping[int, int | None],
+    marks: Watermarks,
+    batches: Iterable[MessageBatch],
+    started: float,
+    barrier: Callable[[str], None] | None = None,
+) -> IngestResult:
+    """Parse `batches` (every offset of `todo`, read after `committed`) into quarantine, then raw.
+
+    The commit half of `ingest_stream`, shared with streaming runs, which read from a consumer
+    they keep open: `marks` are the watermarks the ranges were planned against (lag), `started`
+    when reading began (`read_seconds`).
+    """
+    from freshlake.ingest.parse import Splitter
+
+    opts = tables.storage_options
+    t0 = started
     # Each batch is parsed as it is read (Arrow's JSON reader runs on its own thread while the
     # next batch is fetched), and its raw rows go to the Delta writer, which encodes them
     # meanwhile. Quarantine must commit first, so a run that finds a bad message ends the
@@ -119,17 +159,10 @@ def ingest_stream(
     splitter = Splitter(spec, ingested_at=datetime.now(UTC))
     last = {r.partition: r.end - 1 for r in todo}
     planned = {p: committed.get(p) for p in last}
-    if barrier is not None:
-        barrier("planned")
     clock = {"parse": 0.0, "read_done": t0}
 
     def parsed_rows() -> Iterator[pa.RecordBatch]:
-        for batch in read_batches(
-            kafka_config,
-            topic=spec.topic,
-            ranges={r.partition: (r.start, r.end) for r in todo},
-            batch_size=8192,  # the splitter's chunk: no short chunk after each full one
-        ):
+        for batch in batches:
             started = time.perf_counter()
             new_rows = splitter.add(batch)
             clock["parse"] += time.perf_counter() - started
@@ -174,6 +207,7 @@ def ingest_stream(
         msg = f"{spec.name}: {raw.num_rows} rows parsed but {r_result.rows_written} written"
         raise FreshlakeError(msg)
 
+    partitions = list(marks.high)
     after = {p: (last[p] if p in last else committed.get(p)) for p in partitions}
     lag = sum(marks.high[p] - (after[p] + 1 if after[p] is not None else marks.low[p]) for p in partitions)
     result = IngestResult(
