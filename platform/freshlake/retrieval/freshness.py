@@ -129,7 +129,7 @@ def _raw_version_folded(uri: str, version: int, options: tuple[tuple[str, str], 
 
     from freshlake.delta.current import RAW_APP_ID
 
-    table = DeltaTable(uri, version=version, storage_options=dict(options) or None, without_files=True)
+    table = DeltaTable(uri, version=version, storage_options=dict(options) or None)
     return table.transaction_version(RAW_APP_ID)
 
 
@@ -141,7 +141,7 @@ def _ingested_offsets(
 
     from freshlake.delta.tables import app_id
 
-    table = DeltaTable(uri, version=version, storage_options=dict(options) or None, without_files=True)
+    table = DeltaTable(uri, version=version, storage_options=dict(options) or None)
     found = {}
     for partition in range(partitions + PROBED_PARTITIONS):  # a topic may have grown
         offset = table.transaction_version(app_id(topic=topic, partition=partition))

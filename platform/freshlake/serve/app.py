@@ -65,7 +65,8 @@ def create_app(
 
     Args:
         kafka_config: librdkafka settings; with them /v1/streams adds watermarks and lags.
-        token: the bearer token clients must send (default `$FRESHLAKE_SERVE_TOKEN`; none: open).
+        token: the bearer token clients must send (default `$FRESHLAKE_SERVE_TOKEN`; "" or unset:
+            no authentication).
         max_timeout_s: the largest `timeout_s` a request may ask for.
         warm: load the embedder and open the tables at startup (in the background; /readyz
             answers 503 until done), so the first search does not pay for them.
@@ -77,7 +78,7 @@ def create_app(
         storage_options=storage_options,
         embedder=embedder,
     )
-    token = token if token is not None else (os.environ.get(TOKEN_ENV) or "").strip() or None
+    token = (token if token is not None else os.environ.get(TOKEN_ENV) or "").strip() or None  # "": open
     metrics = Metrics(searcher)
     state: dict[str, Any] = {"ready": not warm, "error": None}
 
