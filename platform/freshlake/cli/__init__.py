@@ -9,13 +9,13 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from freshlake.cli import alerts, broker, dev, embedder, init, search, status, trace
+from freshlake.cli import alerts, broker, dev, embedder, init, search, serve, status, trace
 from freshlake.cli.args import Parser, UsageError
 from freshlake.errors import FreshlakeError
 
 log = logging.getLogger("freshlake")
 
-COMMANDS = (init, broker, dev, embedder, search, status, trace, alerts)
+COMMANDS = (init, broker, dev, embedder, search, serve, status, trace, alerts)
 
 
 def build_parser() -> argparse.ArgumentParser:
