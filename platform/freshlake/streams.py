@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 StreamFormat = Literal["json", "debezium"]
-FieldType = Literal["string", "int", "float", "bool", "timestamp", "list", "object"]
+FieldType = Literal["string", "int", "float", "bool", "timestamp", "list", "object", "decimal"]
 FreshnessState = Literal["PASS", "WARN", "FAIL", "UNKNOWN"]
 Cadence = Literal["daily", "hourly"]
 RunMode = Literal["streaming", "per_batch"]

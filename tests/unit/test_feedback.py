@@ -167,7 +167,7 @@ def test_bare_keys_resolve_in_any_document_stream_and_bookings_join_their_flight
     flight = {"flight_id": "FL7", "flight_number": "FL7", "origin": "JFK", "destination": "SFO"}
     flights.send("FL7", {**flight, "status": "scheduled", "version": 1}, at=T0)
     booking = {"booking_id": "BK1", "passenger_name": "Ana", "flight_id": "FL7", "status": "confirmed"}
-    bookings.send("BK1", {"op": "c", "after": booking}, at=T0)
+    bookings.send("BK1", {"op": "c", "after": booking, "ts_ms": int(T0.timestamp() * 1000)}, at=T0)
     feedback(fb, "FB1", ["BK1", "FL7"], at=T0 + timedelta(minutes=1))
     flights.send("FL7", {**flight, "status": "cancelled", "version": 2}, at=T0 + timedelta(minutes=2))
 

@@ -6,6 +6,7 @@ Pure functions over already-decoded JSON, so the ingest path parses each message
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -129,28 +130,68 @@ def parse_change(value: dict[str, Any]) -> DebeziumChange:
     )
 
 
-def key_from_kafka_key(key: bytes | None, key_field: str) -> str | None:
-    """The stream key carried by a Kafka key, or None when there is none.
+def key_text(values: Sequence[Any]) -> str:
+    """The row key of a record's key field values, in declared order.
 
-    Debezium keys are JSON structs (`{"booking_id": "BK1"}`, possibly schema/payload-wrapped);
-    plain JSON streams send the id as UTF-8 text. A struct whose key field is null yields None.
+    One field: its value as text (`17` -> "17", a string as is). Several: the compact JSON array
+    of the values (`["EU",17]`, non-ASCII kept as is). Tombstones, Kafka keys and records all
+    go through here, so one record has one key whichever way it is named.
+    """
+    if len(values) == 1:
+        value = values[0]
+        return value if type(value) is str else str(value) if type(value) is int else _compact(value)
+    return _compact(list(values))
+
+
+def key_from_kafka_key(key: bytes | None, key_field: str | Sequence[str]) -> str | None:
+    """The stream key a Kafka key names (as `key_text` builds it), or None when it names none.
+
+    Debezium keys are JSON structs holding the key fields (`{"booking_id": 17}`, possibly
+    schema/payload-wrapped); plain JSON streams send the id as UTF-8 text (or as a JSON string;
+    a composite key as the JSON array of its values). A struct whose key field is null yields
+    None; a struct without the key fields, or any other text, is taken as the key as it is.
     Raises `UnicodeDecodeError` (a `ValueError`) when the key is not UTF-8.
     """
     if not key:
         return None
+    fields = (key_field,) if isinstance(key_field, str) else tuple(key_field)
     text = key.decode("utf-8")
-    if text[:1] == "{":
-        try:
-            obj = json.loads(text)
-        except (ValueError, RecursionError):
-            return text
-        if isinstance(obj, dict):
-            if key_field not in obj and isinstance(obj.get("payload"), dict):
-                obj = obj["payload"]
-            if key_field in obj:
-                found = obj[key_field]
-                return None if found is None else str(found)
+    first = text[:1]
+    if first not in _JSON_STARTS:
+        return text
+    try:
+        obj = _loads(key)
+    except (ValueError, RecursionError):
+        return text
+    if type(obj) is dict:
+        if fields[0] not in obj and isinstance(obj.get("payload"), dict):
+            obj = obj["payload"]
+        if all(name in obj for name in fields):
+            values = [obj[name] for name in fields]
+            return None if None in values else key_text(values)
+    elif type(obj) is str and len(fields) == 1:
+        return obj
+    elif type(obj) is list and len(obj) == len(fields) and len(fields) > 1:
+        return None if None in obj else key_text(obj)
     return text
+
+
+_JSON_STARTS = frozenset('{"[')
+# `json.dumps(value, separators=(",", ":"), ensure_ascii=False)` without the per-call set-up.
+_compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+try:  # the same values as json.loads, faster
+    from orjson import loads as _orjson_loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson_loads = None
+
+
+def _loads(data: bytes) -> Any:
+    if _orjson_loads is not None:
+        try:
+            return _orjson_loads(data)
+        except ValueError:
+            pass
+    return json.loads(data.decode("utf-8"))
 
 
 def _opt_int(value: Any, name: str) -> int | None:

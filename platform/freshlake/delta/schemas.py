@@ -16,6 +16,7 @@ FIELD_TYPES: dict[FieldType, pa.DataType] = {
     "timestamp": TS,
     "list": pa.string(),  # JSON text: nested shapes vary by producer
     "object": pa.string(),
+    "decimal": pa.string(),  # exact text ("12.50"): a float would round, Arrow decimals need a fixed scale
 }
 
 HEADERS = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))

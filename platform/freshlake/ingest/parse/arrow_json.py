@@ -75,9 +75,8 @@ def read_chunk(
         return None
     names = c.names
     columns = {name: read.column(name).combine_chunks() for name in names}
-    if columns[c.key_field].null_count or any(
-        columns[name].null_count for name in c.required if name in columns
-    ):
+    key = columns[c.key_fields[0]]
+    if key.null_count or any(columns[name].null_count for name in c.not_null if name in columns):
         return None
     if not all(_plain_floats(columns[names[i]]) for i in c.float_fields):
         return None
@@ -96,7 +95,7 @@ def read_chunk(
     return pa.Table.from_arrays(
         [
             *coordinates,
-            columns[c.key_field],
+            key if key.type == pa.string() else key.cast(pa.string()),  # an int key: "17"
             pa.repeat(pa.scalar(False), n),
             event_times,
             *[stamps[i] if i in stamps else columns[names[i]] for i in range(c.n_kept)],

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.json as pj
 
 from freshlake.delta.schemas import FIELD_TYPES, PARTITION_COLUMN, raw_schema
+from freshlake.errors import FreshlakeConfigError
 from freshlake.ingest.parse.fields import CHECKERS
 from freshlake.ingest.parse.rows import TableBuilder
 from freshlake.streams import FieldType, StreamSpec
@@ -21,16 +22,24 @@ class Compiled:
 
     spec: StreamSpec
     debezium: bool
-    key_field: str
+    key_fields: tuple[str, ...]
+    key_kinds: tuple[FieldType | None, ...]  # declared kind of each key field (None: undeclared)
+    key_positions: tuple[int, ...]  # positions in names of the key fields; () unless all declared
     names: tuple[str, ...]  # checked fields: the raw table's typed columns first, then the rest
     kinds: tuple[FieldType, ...]
     required: frozenset[str]
+    order: frozenset[str]  # `spec.order_fields`: a message without them cannot be ordered
+    not_null: frozenset[str]  # required | order: the chunk paths leave messages without them
+    debezium_positions: bool  # Debezium ordered by the source position: a change needs one
+    # (position in names, kind) of the fields whose value the envelope's schema may say how to read
+    logical_fields: dict[str, tuple[int, FieldType]]
     n_kept: int  # names[:n_kept] are the typed columns of the raw table
     # Type signatures (the Python type of each checked field's value) known to pass, for
     # upserts and for deletes: nearly every message of a stream has one of a few signatures.
     signatures: set[tuple[type, ...]]
     delete_signatures: set[tuple[type, ...]]
-    # Converters run per message; timestamps are converted per column (`timestamps`).
+    # Converters run per message, in field order; timestamp texts are converted per column
+    # (`timestamps`), timestamp numbers per message (their unit can differ message by message).
     converters: tuple[tuple[int, Callable[[Any], Any]], ...]
     timestamp_fields: tuple[int, ...]  # positions in names of the timestamp fields
     event_time_index: int | None  # position of the event-time field in names
@@ -42,7 +51,8 @@ class Compiled:
     struct_type: pa.StructType
     struct_fields: tuple[int, ...]  # positions in names of struct_type's fields
     python_fields: tuple[tuple[int, frozenset[type]], ...]  # (position, accepted types)
-    # `arrow_json.read_chunk`: Arrow's JSON reader, for specs of scalar fields keyed by a string.
+    # `arrow_json.read_chunk`: Arrow's JSON reader, for specs of scalar fields with one key field
+    # of type string or int.
     json_options: pj.ParseOptions | None
     float_fields: tuple[int, ...]  # positions in names of float fields
 
@@ -53,6 +63,9 @@ _COMPILED: dict[int, Compiled] = {}
 # 3.0 for an int64 and True for a float64, so those are checked in Python).
 _STRUCT_KINDS = frozenset({"string", "bool"})
 _OWN_COLUMNS = frozenset({"key", "event_time"})
+_KEY_KINDS = frozenset({"string", "int"})
+# Kinds a schema's logical type can change the reading of (see `fields.decode_logical`).
+_LOGICAL_KINDS = frozenset({"timestamp", "decimal", "float", "int", "string", "object", "list"})
 # Field kinds Arrow's JSON reader types exactly as the checks do (timestamps are read as text
 # and converted like `timestamps_at_once`; a number there makes the reader give up).
 _JSON_READER_TYPES: dict[FieldType, pa.DataType] = {
@@ -77,16 +90,28 @@ def compile_spec(spec: StreamSpec) -> Compiled:
     etf = spec.event_time_field
     if etf is not None and etf not in fields:
         fields[etf] = "timestamp"  # checked and parsed for `event_time`, but not a column
+    order = spec.order_fields
+    for name in order:
+        if name not in fields:
+            msg = (
+                f"stream {spec.name!r}: order_by field {name!r} is not among its fields; declare it "
+                f"under `fields` (e.g. `{name}: int`) or order by one of {', '.join(fields) or 'none'}"
+            )
+            raise FreshlakeConfigError(msg)
+    key_fields = spec.key_fields
+    key_kinds = tuple(fields.get(name) for name in key_fields)
     # raw_schema has no typed column for spec fields named like its own `key` / `event_time`.
     kept = [name for name in spec.fields if name not in _OWN_COLUMNS]
     names = (*kept, *[name for name in fields if name not in kept])
     kinds = tuple(fields[name] for name in names)
     required = frozenset(spec.required)
+    not_null = required | frozenset(order)
     struct_fields = tuple(i for i, kind in enumerate(kinds) if kind in _STRUCT_KINDS)
     json_options = None
     if (
         spec.format != "debezium"
-        and fields.get(spec.key_field) == "string"
+        and len(key_fields) == 1
+        and key_kinds[0] in _KEY_KINDS
         and all(kind in _JSON_READER_TYPES for kind in kinds)
     ):
         read_as = pa.schema([pa.field(name, _JSON_READER_TYPES[kind]) for name, kind in fields.items()])
@@ -94,10 +119,20 @@ def compile_spec(spec: StreamSpec) -> Compiled:
     compiled = Compiled(
         spec=spec,
         debezium=spec.format == "debezium",
-        key_field=spec.key_field,
+        key_fields=key_fields,
+        key_kinds=key_kinds,
+        key_positions=tuple(names.index(n) for n in key_fields) if all(key_kinds) else (),
         names=names,
         kinds=kinds,
         required=required,
+        order=frozenset(order),
+        not_null=not_null,
+        debezium_positions=spec.format == "debezium" and not order,
+        logical_fields={
+            name: (i, kinds[i])
+            for i, name in enumerate(names)
+            if spec.format == "debezium" and kinds[i] in _LOGICAL_KINDS
+        },
         n_kept=len(kept),
         signatures=set(),
         delete_signatures=set(),
@@ -116,7 +151,7 @@ def compile_spec(spec: StreamSpec) -> Compiled:
         python_fields=tuple(
             (
                 i,
-                frozenset(CHECKERS[kinds[i]][0]) | ({type(None)} if name not in required else set()),
+                frozenset(CHECKERS[kinds[i]][0]) | ({type(None)} if name not in not_null else set()),
             )
             for i, name in enumerate(names)
             if i not in struct_fields

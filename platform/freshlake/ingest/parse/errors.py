@@ -12,6 +12,7 @@ NOT_AN_OBJECT: Final = "not_an_object"
 ENVELOPE: Final = "envelope"
 MISSING_KEY: Final = "missing_key"
 SCHEMA: Final = "schema"
+MISSING_VERSION: Final = "missing_version"
 ERROR_CLASSES: tuple[str, ...] = (
     INVALID_UTF8,
     INVALID_JSON,
@@ -19,6 +20,7 @@ ERROR_CLASSES: tuple[str, ...] = (
     ENVELOPE,
     MISSING_KEY,
     SCHEMA,
+    MISSING_VERSION,
 )
 
 MAX_ERROR_MESSAGE = 500

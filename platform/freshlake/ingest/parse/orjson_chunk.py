@@ -7,6 +7,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from freshlake.cdc.debezium import key_text
 from freshlake.delta.schemas import TS
 from freshlake.ingest.parse import decode
 from freshlake.ingest.parse.compiled import Compiled
@@ -16,6 +17,7 @@ from freshlake.ingest.parse.timestamps import timestamps_at_once
 from freshlake.kafka.messages import MessageBatch
 
 PASS_ROWS = 1024  # messages per orjson pass (see `orjson_chunk`)
+_KEY_TYPES = {str, int}  # exact types: a bool key goes the message path (which refuses it)
 
 
 def orjson_chunk(
@@ -47,10 +49,16 @@ def orjson_chunk(
             return None
         if set(map(type, records)) != {dict}:
             return None
-        record_keys = list(map(dict.get, records, itertools.repeat(c.key_field)))
-        if None in record_keys:
-            return None
-        keys += map(str, record_keys)
+        if len(c.key_fields) == 1:
+            record_keys = list(map(dict.get, records, itertools.repeat(c.key_fields[0])))
+            if not set(map(type, record_keys)) <= _KEY_TYPES:  # None among them too
+                return None
+            keys += map(str, record_keys)
+        else:
+            parts = [list(map(dict.get, records, itertools.repeat(name))) for name in c.key_fields]
+            if not set(map(type, itertools.chain.from_iterable(parts))) <= _KEY_TYPES:
+                return None
+            keys += map(key_text, zip(*parts, strict=True))
         for i, accepted in c.python_fields:
             column = list(map(dict.get, records, itertools.repeat(names[i])))
             if not set(map(type, column)) <= accepted:
@@ -61,7 +69,7 @@ def orjson_chunk(
     arrays: dict[int, pa.Array] = {}
     for j, i in enumerate(c.struct_fields):
         arrays[i] = child = struct.field(j)
-        if child.null_count and names[i] in c.required:
+        if child.null_count and names[i] in c.not_null:
             return None
     try:
         for i, convert in c.converters:

@@ -16,12 +16,14 @@ from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from freshlake.cdc.debezium import key_from_kafka_key
 from freshlake.delta.schemas import DEBEZIUM_COLUMNS, PARTITION_COLUMN, TS
 from freshlake.ingest.parse import decode
 from freshlake.ingest.parse.arrow_json import READ_AHEAD, parse_pool, read_chunk
 from freshlake.ingest.parse.checks import check
-from freshlake.ingest.parse.compiled import compile_spec
+from freshlake.ingest.parse.compiled import Compiled, compile_spec
 from freshlake.ingest.parse.errors import ARROW_ERRORS, SCHEMA, RejectedMessage, reject
 from freshlake.ingest.parse.orjson_chunk import orjson_chunk
 from freshlake.ingest.parse.rows import (
@@ -60,6 +62,47 @@ class _Parsed:
     stamps: dict[int, pa.Array]  # field position -> converted timestamps
     debezium: list[tuple[Any, ...] | None]
     errors: dict[int, RejectedMessage]  # row -> why a timestamp refused it (already quarantined)
+
+
+def kafka_key_mismatches(c: Compiled, table: pa.Table) -> int:
+    """Rows of a raw table whose Kafka key is present and names another key than the row's.
+
+    Equal bytes are a match (plain-text keys); the rest are read as `key_from_kafka_key` reads
+    a tombstone's key (JSON structs, schema-wrapped or not) and compared. Tombstones are keyed by
+    their Kafka key, so they always match.
+    """
+    if not table.num_rows:
+        return 0
+    kafka = table.column("kafka_key")
+    keys = table.column("key").cast(pa.binary())
+    differ = pc.invert(pc.equal(kafka, keys).fill_null(True))
+    candidates = pc.and_(differ, pc.is_valid(table.column("value")))
+    if not pc.any(candidates).as_py():
+        return 0
+    if len(c.key_fields) == 1:  # compact struct keys as Kafka Connect writes them: in Arrow too
+        opening = f'{{"{c.key_fields[0]}":'.encode()
+        if c.key_kinds[0] == "int":  # the key text is the JSON number
+            struct = pc.binary_join_element_wise(opening, keys, b"}", b"")
+        else:
+            struct = pc.binary_join_element_wise(opening + b'"', keys, b'"}', b"")
+        # Only keys JSON writes as they are (no quote, backslash or control character to escape).
+        plain = pc.invert(pc.match_substring_regex(table.column("key"), r'["\\\x00-\x1f]'))
+        struct = pc.and_(pc.equal(kafka, struct).fill_null(False), plain)
+        candidates = pc.and_(candidates, pc.invert(struct))
+        if not pc.any(candidates).as_py():
+            return 0
+    picked = table.filter(candidates)
+    n = 0
+    fields = c.key_fields
+    for kafka_key, key in zip(
+        picked.column("kafka_key").to_pylist(), picked.column("key").to_pylist(), strict=True
+    ):
+        try:
+            named = key_from_kafka_key(kafka_key, fields)
+        except UnicodeDecodeError:
+            named = None
+        n += named != key
+    return n
 
 
 def parse_record(spec: StreamSpec, message: KafkaMessage) -> dict[str, Any]:
@@ -115,6 +158,7 @@ class Splitter:
         self._chunks: list[pa.Table] = []
         self._bad: list[tuple[int, tuple[Any, ...]]] = []  # (input position, quarantine row)
         self._seen = 0
+        self._mismatches = 0
         self._json_misses = 0  # chunks the JSON reader path failed in a row
         self._json_wait = 0  # chunks it still sits out
         self._pending: deque[tuple[MessageBatch, int, Future[pa.Table | None]]] = deque()  # chunks being read
@@ -153,6 +197,17 @@ class Splitter:
         self._bad.sort(key=lambda item: item[0])
         quarantine = QUARANTINE_BUILDER.build([row for _, row in self._bad], ingested_at=self._ingested_at)
         return raw, quarantine
+
+    @property
+    def kafka_key_mismatches(self) -> int:
+        """Raw rows (of the chunks finished) whose Kafka key names another key than the record's
+        key fields: ingested under the record's key, and counted (see the package docstring).
+        """
+        return self._mismatches
+
+    def _keep(self, table: pa.Table) -> None:
+        self._chunks.append(table)
+        self._mismatches += kafka_key_mismatches(self._c, table)
 
     def _batches_since(self, known: int) -> list[pa.RecordBatch]:
         return [batch for table in self._chunks[known:] for batch in table.to_batches()]
@@ -199,7 +254,7 @@ class Splitter:
         batch, first, read = self._pending.popleft()
         table = self._json_end(read)
         if table is not None:
-            self._chunks.append(table)
+            self._keep(table)
         else:
             self._other_paths(batch, first)
 
@@ -213,7 +268,7 @@ class Splitter:
             except ARROW_ERRORS:
                 table = None
             if table is not None:
-                self._chunks.append(table)
+                self._keep(table)
                 return
         self._message_chunk(batch, first)
 
@@ -253,9 +308,11 @@ class Splitter:
             return
         parsed = _Parsed(kept, keys, deletes, columns, stamps, debezium, errors)
         try:
-            self._chunks.append(self._table(batch, micros, days, parsed))
+            table = self._table(batch, micros, days, parsed)
         except ARROW_ERRORS:
             self._refuse_unstorable(batch, micros, days, first, parsed)
+        else:
+            self._keep(table)
 
     def _json_start(self, batch: MessageBatch) -> Future[pa.Table | None] | None:
         """`_json_prepare` and the read started, sitting out a growing number of chunks after
@@ -428,4 +485,4 @@ class Splitter:
             quarantined = (*row[:N_COORDINATES], err.error_class, str(err), row[-1])
             self._bad.append((index[position], quarantined))
         if kept:
-            self._chunks.append(builder.build(kept, ingested_at=self._ingested_at))
+            self._keep(builder.build(kept, ingested_at=self._ingested_at))

@@ -1,4 +1,10 @@
-"""Timestamps: field values (ISO-8601 text or epoch ms) and Kafka times -> epoch microseconds.
+"""Timestamps: field values and Kafka times -> epoch microseconds.
+
+A timestamp field may hold ISO-8601 text (naive = UTC) or an epoch number. Which unit a number
+is in: the Debezium envelope's `schema` says it when there is one (`logical_us`); without one,
+its magnitude decides (`epoch_us`): below 10**14 it is milliseconds (years up to 5138), from
+there microseconds (from 1973 on). Only microsecond times within three years of 1970 sent
+without a schema would be misread; declare the unit with a schema to be exact.
 
 Rows carry timestamps as ints: Arrow turns a column of ints into timestamps in one cast, several
 times faster than converting aware datetimes one by one. A whole column is converted by Arrow
@@ -7,6 +13,7 @@ when it can vouch for every value (`timestamps_at_once`), else value by value (`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -37,31 +44,55 @@ _ISO_NAIVE = _ISO_TIME + "$"
 _NAIVE_TS = pa.timestamp("us")
 
 
+MICROS_FROM = 10**14  # epoch numbers this large or larger are microseconds, smaller ones millis
+
+# Logical types (the `name` in a Kafka Connect / Debezium schema) of epoch numbers -> micros.
+LOGICAL_TIMES: dict[str, int | None] = {  # multiply by n, or None: nanoseconds (divide)
+    "io.debezium.time.Timestamp": 1000,  # ms
+    "org.apache.kafka.connect.data.Timestamp": 1000,  # ms
+    "io.debezium.time.MicroTimestamp": 1,
+    "io.debezium.time.NanoTimestamp": None,
+    "io.debezium.time.Date": 86_400_000_000,  # days
+    "org.apache.kafka.connect.data.Date": 86_400_000_000,  # days
+}
+
+
 def epoch_us(value: str | int) -> int:
-    """ISO-8601 text (naive = UTC) or epoch milliseconds -> epoch microseconds."""
+    """ISO-8601 text (naive = UTC) or an epoch number (millis or micros, by magnitude) -> micros."""
     if type(value) is str:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            msg = f"expected timestamp (ISO-8601 or epoch ms), got string {value[:40]!r}"
+            msg = f"expected timestamp (ISO-8601 or epoch ms/us), got string {value[:40]!r}"
             raise BadValue(msg) from None
         us = (parsed - (_NAIVE_EPOCH if parsed.tzinfo is None else EPOCH)) // _ONE_US
     else:
-        us = value * 1000
+        us = value * 1000 if -MICROS_FROM < value < MICROS_FROM else value
     if MIN_US <= us <= MAX_US:
         return us
     msg = f"timestamp {str(value)[:40]!r} is out of range"
     raise BadValue(msg)
 
 
+def logical_us(value: int, logical: str) -> int:
+    """An epoch number of a `LOGICAL_TIMES` type -> epoch microseconds."""
+    factor = LOGICAL_TIMES[logical]
+    us = value // 1000 if factor is None else value * factor
+    if MIN_US <= us <= MAX_US:
+        return us
+    msg = f"timestamp {str(value)[:40]!r} ({logical}) is out of range"
+    raise BadValue(msg)
+
+
 def timestamps(values: tuple[Any, ...], name: str, errors: dict[int, RejectedMessage]) -> pa.Array:
-    """`epoch_us` of a column of timestamp field values, as a `timestamp[us, UTC]` array.
+    """A column of timestamp field values as a `timestamp[us, UTC]` array: texts as `epoch_us`
+    reads them, numbers already in microseconds (the message path converts them, see `checks`).
 
     A value it refuses is null in the array and its row gets an error in `errors` (keyed by
     position), unless an earlier field already gave that row one.
     """
     try:
-        fast = timestamps_at_once(values)
+        fast = timestamps_at_once(values, micros=True)
     except ARROW_ERRORS:
         fast = None
     if fast is not None:
@@ -72,7 +103,7 @@ def timestamps(values: tuple[Any, ...], name: str, errors: dict[int, RejectedMes
             out.append(None)
             continue
         try:
-            out.append(epoch_us(value))
+            out.append(value if type(value) is int else epoch_us(value))
         except BadValue as exc:
             out.append(None)
             if position not in errors:
@@ -80,19 +111,22 @@ def timestamps(values: tuple[Any, ...], name: str, errors: dict[int, RejectedMes
     return pa.array(out, type=pa.int64()).cast(TS)
 
 
-def timestamps_at_once(values: tuple[Any, ...]) -> pa.Array | None:
+def timestamps_at_once(values: Sequence[Any], *, micros: bool = False) -> pa.Array | None:
     """The column converted by Arrow, or None (or an Arrow error) when it cannot vouch for it:
     text not in a form it reads like `datetime.fromisoformat`, mixed text and numbers, values
-    out of range.
+    out of range. Numbers are micros with `micros`, else as `epoch_us` reads them.
     """
     try:
         texts = pa.array(values, type=pa.string())
-    except ARROW_ERRORS:  # numbers (epoch ms), or a mix
-        millis = pa.array(values, type=pa.int64())
-        low, high = pc.min_max(millis).values()
-        if low.is_valid and (low.as_py() < MIN_MS or high.as_py() > MAX_MS):
+    except ARROW_ERRORS:  # numbers, or a mix
+        numbers = pa.array(values, type=pa.int64())
+        if not micros:  # wraps where abs >= MICROS_FROM, but those take the other branch
+            small = pc.less(pc.abs_checked(numbers), MICROS_FROM)  # raises for -2**63
+            numbers = pc.if_else(small, pc.multiply(numbers, 1000), numbers)
+        low, high = pc.min_max(numbers).values()
+        if low.is_valid and (low.as_py() < MIN_US or high.as_py() > MAX_US):
             return None
-        return pc.multiply(millis, 1000).cast(TS)
+        return numbers.cast(TS)
     return text_timestamps(texts)
 
 
