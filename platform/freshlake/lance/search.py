@@ -26,6 +26,7 @@ vector-only rather than failing; tables get their FTS index when created, so thi
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ RRF_K = 60  # score = sum over ranked lists of 1 / (RRF_K + rank), rank from 1
 CANDIDATES = 100  # rows read from each ranked list before fusion, independent of k
 DEEPEN = 4  # when those hold fewer than k documents: read this many times deeper, append
 MAX_CANDIDATES = 10_000  # the deepest a list is read
+SEARCH_THREADS = 8  # ranked lists read at once, across all searches of the process
 BASE_COLUMNS = ("chunk_id", "stream", "key", "chunk_index", "text")
 
 
@@ -266,8 +268,7 @@ class _Lists:
         if len(self.jobs) == 1:
             results = [self.jobs[0][1](depth)]
         else:  # vector and FTS lists (and tables) in parallel: lancedb releases the GIL
-            with ThreadPoolExecutor(max_workers=min(len(self.jobs), 8)) as pool:
-                results = list(pool.map(lambda job: job[1](depth), self.jobs))
+            results = list(_pool().map(lambda job: job[1](depth), self.jobs))
         exhausted = all(len(rows) < depth for rows in results)
         if self.fuse:
             lists = [
@@ -280,6 +281,20 @@ class _Lists:
             return [(s, r, 1.0 - float(r["_distance"])) for s, r in pairs], exhausted
         pairs.sort(key=lambda sr: -sr[1]["_score"])
         return [(s, r, float(r["_score"])) for s, r in pairs], exhausted
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One pool for every search of the process: no thread start per query, and a bound on the
+    LanceDB reads in flight when a service runs many searches at once."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=SEARCH_THREADS, thread_name_prefix="freshlake-search")
+        return _POOL
 
 
 def _embedder_for(store: ChunkStore, embedder: Embedder | Sequence[Embedder]) -> Embedder:

@@ -114,6 +114,8 @@ class Searcher:
         self._registry = TableRegistry(uri=self.lance_root, storage_options=self.storage_options or None)
         self._marks = Marks(uri=self.lance_root, storage_options=self.storage_options or None)
         self._lock = threading.RLock()
+        self._delta_lock = threading.Lock()
+        self._facts_lock = threading.Lock()
         self._aliases: tuple[float, dict[str, TableEntry]] = (-math.inf, {})
         self._stores: dict[str, ChunkStore] = {}
         self._table_facts: dict[tuple[str, int], tuple[int, datetime | None]] = {}
@@ -383,18 +385,19 @@ class Searcher:
         rows, newest = self._facts(store, version)
         current = marks.get(follow_marks(spec, table_name=entry.table_name, chunker=self._chunker)[spec.name])
         raw = offsets = None
-        if current is not None:
-            raw = raw_version_folded(
-                self._delta_uri(spec, "current"), version=current, storage_options=self.storage_options
-            )
-        if raw is not None:
-            offsets = ingested_offsets(
-                self._delta_uri(spec, "raw"),
-                version=raw,
-                topic=spec.topic,
-                partitions=spec.partitions,
-                storage_options=self.storage_options,
-            )
+        with self._delta_lock:  # one reader loads a new version; concurrent searches reuse it
+            if current is not None:
+                raw = raw_version_folded(
+                    self._delta_uri(spec, "current"), version=current, storage_options=self.storage_options
+                )
+            if raw is not None:
+                offsets = ingested_offsets(
+                    self._delta_uri(spec, "raw"),
+                    version=raw,
+                    topic=spec.topic,
+                    partitions=spec.partitions,
+                    storage_options=self.storage_options,
+                )
         return StreamFreshness(
             stream=spec.name,
             topic=spec.topic,
@@ -412,12 +415,11 @@ class Searcher:
     def _facts(self, store: ChunkStore, version: int) -> tuple[int, datetime | None]:
         """(rows, newest event time) of a table version: computed once per version."""
         key = (store.table_name, version)
-        with self._lock:
+        with self._facts_lock:  # one scan per new version, not one per concurrent search
             facts = self._table_facts.get(key)
-        if facts is None:
-            table = store.table
-            facts = (table.count_rows(), newest_time(table))
-            with self._lock:
+            if facts is None:
+                table = store.table
+                facts = (table.count_rows(), newest_time(table))
                 self._table_facts = {
                     k: v for k, v in self._table_facts.items() if k[0] != store.table_name
                 } | {key: facts}
