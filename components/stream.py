@@ -8,6 +8,7 @@ from freshlake.assets.checks import build_lag_checks
 from freshlake.assets.keys import current_key, embeddings_key, quarantine_key, raw_key
 from freshlake.assets.processed import DEFAULT_MODEL_CODE, build_current_asset, build_embeddings_asset
 from freshlake.assets.raw import build_raw_assets
+from freshlake.assets.streaming import build_streaming_job
 from freshlake.assets.topics import topic_asset_spec
 from freshlake.sensors.lag import build_lag_sensor
 from freshlake.sensors.offsets import STREAM_TAG, build_offsets_sensor
@@ -29,9 +30,12 @@ def build_stream_definitions(spec: StreamSpec, *, model_code: str = DEFAULT_MODE
         executor_def=dg.in_process_executor,
         description=f"Kafka `{spec.topic}` -> {spec.name} raw -> current -> embeddings.",
     )
+    # Streaming mode: the offsets sensor keeps one long-lived run of this job going instead; the
+    # ingest job stays for manual runs (and serves `per_batch` streams).
+    streaming = build_streaming_job(spec)
     return dg.Definitions(
         assets=[topic_asset_spec(spec), *assets],
         asset_checks=build_lag_checks(spec),  # run in every ingest run, and by the lag sensor
-        jobs=[job],
-        sensors=[build_offsets_sensor(spec, job=job), build_lag_sensor(spec)],
+        jobs=[job, streaming],
+        sensors=[build_offsets_sensor(spec, job=job, streaming_job=streaming), build_lag_sensor(spec)],
     )

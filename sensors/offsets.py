@@ -33,17 +33,26 @@ FAILED = [dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED]
 
 
 def build_offsets_sensor(
-    spec: StreamSpec, *, job: dg.JobDefinition | object, interval_seconds: int = 2
+    spec: StreamSpec,
+    *,
+    job: dg.JobDefinition | object,
+    interval_seconds: int = 2,
+    streaming_job: dg.JobDefinition | None = None,
 ) -> dg.SensorDefinition:
+    """`streaming_job`: in streaming mode, keep one run of it going instead (`assets/streaming.py`)."""
+    streaming = streaming_job is not None and spec.batching.mode == "streaming"
+
     @dg.sensor(
         name=f"{spec.name}_offsets",
-        job=job,
+        job=streaming_job if streaming else job,
         minimum_interval_seconds=interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Launches `{spec.name}` ingestion when `{spec.topic}` has new offsets.",
     )
     def _offsets(context: dg.SensorEvaluationContext, kafka: KafkaResource, storage: StorageResource):
-        return evaluate(context, spec=spec, kafka=kafka, storage=storage, now=time.time())
+        return evaluate(
+            context, spec=spec, kafka=kafka, storage=storage, now=time.time(), streaming=streaming
+        )
 
     return _offsets
 
@@ -55,6 +64,7 @@ def evaluate(
     kafka: KafkaResource,
     storage: StorageResource,
     now: float,
+    streaming: bool = False,
 ) -> dg.SensorResult | dg.SkipReason:
     from freshlake.delta.tables import committed_offsets
     from freshlake.ingest.plan import next_offsets, parse_run_key
@@ -86,6 +96,10 @@ def evaluate(
         tables.raw, topic=spec.topic, partitions=partitions, storage_options=tables.storage_options
     )
     start = next_offsets(committed=committed, low=marks.low, high=marks.high, topic=spec.topic)
+    if streaming:
+        from freshlake.assets.streaming import streaming_run_request
+
+        return streaming_run_request(context.instance, spec=spec, start=start, high=marks.high)
     # Plan after what the executing run will write. If it fails, the next run still starts from
     # the committed offsets (runs clip their ranges to them), so nothing is skipped.
     for run in in_flight:

@@ -35,7 +35,9 @@ concurrency:
     default_limit: 1
     granularity: op
   runs:
-    max_concurrent_runs: 4
+    # A streaming run holds its slot for minutes (one per stream with traffic): room for them and
+    # for backfills, manual runs and maintenance beside them.
+    max_concurrent_runs: 10
     tag_concurrency_limits:
       - key: freshlake/stream
         value:
