@@ -59,3 +59,29 @@ def store_roots(*, env: Mapping[str, str] | None = None) -> tuple[str, str]:
     delta = (env.get("FRESHLAKE_DELTA_URI") or "").strip() or str(paths.delta)
     lance = (env.get("FRESHLAKE_LANCE_URI") or "").strip() or str(paths.lance)
     return delta.rstrip("/"), lance.rstrip("/")
+
+
+STORAGE_OPTIONS_ENV = "FRESHLAKE_STORAGE_OPTIONS"
+
+
+def storage_options(*, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`$FRESHLAKE_STORAGE_OPTIONS`: a JSON object of delta-rs / LanceDB storage options for
+    object-store roots (endpoint, credentials, `aws_conditional_put`, retry settings); {} unset."""
+    import json
+
+    from freshlake.errors import FreshlakeConfigError
+
+    env = os.environ if env is None else env
+    raw = (env.get(STORAGE_OPTIONS_ENV) or "").strip()
+    if not raw:
+        return {}
+    try:
+        options = json.loads(raw)
+    except ValueError as exc:
+        example = '{"AWS_REGION": "eu-west-1"}'
+        msg = f"{STORAGE_OPTIONS_ENV} is not JSON ({exc}): set it to an object, e.g. {example}"
+        raise FreshlakeConfigError(msg) from None
+    if not isinstance(options, dict):
+        msg = f"{STORAGE_OPTIONS_ENV} must be a JSON object of option -> value, got {type(options).__name__}"
+        raise FreshlakeConfigError(msg)
+    return {str(k): str(v) for k, v in options.items()}

@@ -1,6 +1,7 @@
 """Pick the embedder a process uses: the warm service when configured, else the model in-process.
 
 FRESHLAKE_EMBEDDER_URL       http://HOST:PORT of `freshlake embedder` (checked on creation)
+FRESHLAKE_EMBEDDER_TOKEN     bearer token the service requires (sent with every request)
 FRESHLAKE_EMBED_PRECISION    float32 | bfloat16   (in-process only)
 FRESHLAKE_EMBED_BATCH_SIZE   positive integer     (in-process only)
 FRESHLAKE_EMBED_DEVICE       auto | cpu | cuda | cuda:N | mps (in-process only)
@@ -26,7 +27,8 @@ def embedder_from_env(*, env: Mapping[str, str] | None = None) -> Embedder:
     if url:
         from freshlake.embed.service import EmbeddingServiceClient
 
-        client = EmbeddingServiceClient(url=url)
+        token = (env.get("FRESHLAKE_EMBEDDER_TOKEN") or "").strip() or None
+        client = EmbeddingServiceClient(url=url, token=token)
         health = client.health()
         log.info("embedding through the service", extra={"url": url, **health})
         return client

@@ -6,12 +6,19 @@ produce -> searchable budget. The service keeps one model warm; runs embed throu
 
 Wire format: `POST /embed` with JSON `{"texts": [...]}` answers raw little-endian float32 bytes,
 row-major (rows x dimension), described by the `X-Rows`/`X-Dimension`/`X-Model-*` headers.
+
+With `FRESHLAKE_EMBEDDER_TOKEN` set, `/embed` answers 401 unless the request carries
+`Authorization: Bearer <token>` (the client sends it from the same variable); `/health` stays
+open for liveness probes and reveals only the model's name. The client retries a service that
+is down or restarting with backoff (0.5 s doubling to 5 s, `retry_seconds` in all).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import os
 import threading
 import time
 import urllib.error
@@ -30,7 +37,15 @@ from freshlake.errors import FreshlakeConfigError, FreshlakeError
 log = logging.getLogger(__name__)
 
 MAX_TEXTS_PER_REQUEST = 256
+TOKEN_ENV = "FRESHLAKE_EMBEDDER_TOKEN"
+RETRY_SECONDS = 60.0
+HEALTH_RETRY_SECONDS = 2.0
 _WIRE_DTYPE = np.dtype("<f4")
+_FROM_ENV = object()
+
+
+def token_from_env() -> str | None:
+    return (os.environ.get(TOKEN_ENV) or "").strip() or None
 
 
 def describe(embedder: Embedder) -> dict[str, Any]:
@@ -44,8 +59,16 @@ def describe(embedder: Embedder) -> dict[str, Any]:
     }
 
 
-def make_server(*, host: str = "127.0.0.1", port: int, embedder: Embedder) -> ThreadingHTTPServer:
-    """A bound (not yet serving) server; port 0 picks a free port (see `server_address`)."""
+def make_server(
+    *, host: str = "127.0.0.1", port: int, embedder: Embedder, token: str | object | None = _FROM_ENV
+) -> ThreadingHTTPServer:
+    """A bound (not yet serving) server; port 0 picks a free port (see `server_address`).
+
+    Args:
+        token: the bearer token `/embed` requires; default `$FRESHLAKE_EMBEDDER_TOKEN` (none
+            when unset: the embedded default serves loopback only)."""
+    required = token_from_env() if token is _FROM_ENV else token
+    expected = f"Bearer {required}".encode() if required else None
     lock = threading.Lock()  # one model: concurrent requests queue instead of oversubscribing
 
     class Handler(BaseHTTPRequestHandler):
@@ -61,6 +84,14 @@ def make_server(*, host: str = "127.0.0.1", port: int, embedder: Embedder) -> Th
             if self.path.rstrip("/") != "/embed":
                 self._send_json(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint {self.path}"})
                 return
+            if expected is not None:
+                given = (self.headers.get("Authorization") or "").encode()
+                if not hmac.compare_digest(given, expected):
+                    error = "a bearer token is required" if not given else "the bearer token is wrong"
+                    self._send_json(
+                        HTTPStatus.UNAUTHORIZED, {"error": f"{error}: set {TOKEN_ENV} to the service's token"}
+                    )
+                    return
             try:
                 length = int(self.headers.get("Content-Length") or 0)
                 texts = json.loads(self.rfile.read(length))["texts"]
@@ -118,9 +149,10 @@ def serve(
     embedder: Embedder,
     ready: threading.Event | None = None,
     stop: threading.Event | None = None,
+    token: str | object | None = _FROM_ENV,
 ) -> None:
     """Serve `embedder` until `stop` is set (or KeyboardInterrupt); sets `ready` once listening."""
-    server = make_server(host=host, port=port, embedder=embedder)
+    server = make_server(host=host, port=port, embedder=embedder, token=token)
     if stop is not None:
 
         def stop_when_asked() -> None:
@@ -144,20 +176,34 @@ class EmbeddingServiceClient:
     Args:
         url: the service root, e.g. http://127.0.0.1:8765.
         timeout: seconds per HTTP request (one request embeds up to 256 texts).
+        token: sent as `Authorization: Bearer`; default `$FRESHLAKE_EMBEDDER_TOKEN`.
+        retry_seconds: how long a service that does not answer is retried, with backoff.
     """
 
-    def __init__(self, *, url: str, timeout: float = 60) -> None:
+    def __init__(
+        self,
+        *,
+        url: str,
+        timeout: float = 60,
+        token: str | object | None = _FROM_ENV,
+        retry_seconds: float = RETRY_SECONDS,
+    ) -> None:
         if not url.startswith(("http://", "https://")):
             msg = f"embedding service URL must start with http:// or https://, got {url!r}"
             raise FreshlakeConfigError(msg)
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.token = token_from_env() if token is _FROM_ENV else token
+        self.retry_seconds = retry_seconds
+        self.retries = 0  # requests retried so far (visible in run metadata/logs)
         self._health: dict[str, Any] | None = None
 
     def health(self) -> dict[str, Any]:
         """The service's `/health`, fetched once (raises FreshlakeError when it is down)."""
-        if self._health is None:
-            _, body = self._fetch(urllib.request.Request(f"{self.url}/health"))
+        if self._health is None:  # asked when a run starts: a service that is not up fails it soon
+            _, body = self._fetch(
+                urllib.request.Request(f"{self.url}/health"), retry_seconds=HEALTH_RETRY_SECONDS
+            )
             self._health = json.loads(body)
         return self._health
 
@@ -187,11 +233,11 @@ class EmbeddingServiceClient:
         return out
 
     def _embed_batch(self, texts: list[str], dimension: int) -> np.ndarray:
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
         request = urllib.request.Request(
-            f"{self.url}/embed",
-            data=json.dumps({"texts": texts}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
+            f"{self.url}/embed", data=json.dumps({"texts": texts}).encode(), headers=headers, method="POST"
         )
         headers, body = self._fetch(request)
         version, rows = headers.get("X-Model-Version"), int(headers.get("X-Rows", -1))
@@ -209,17 +255,39 @@ class EmbeddingServiceClient:
             raise FreshlakeError(msg)
         return np.frombuffer(body, dtype=_WIRE_DTYPE).reshape(rows, dimension)
 
-    def _fetch(self, request: urllib.request.Request) -> tuple[Message, bytes]:
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return response.headers, response.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read().decode(errors="replace")[:500]
-            msg = f"embedding service at {self.url} answered {exc.code}: {detail}"
-            raise FreshlakeError(msg) from exc
-        except (urllib.error.URLError, OSError) as exc:
-            msg = (
-                f"embedding service at {self.url} is not answering ({exc}): start it with "
-                "`freshlake embedder` or unset FRESHLAKE_EMBEDDER_URL"
-            )
-            raise FreshlakeConfigError(msg) from exc
+    def _fetch(
+        self, request: urllib.request.Request, *, retry_seconds: float | None = None
+    ) -> tuple[Message, bytes]:
+        """One request; a refused or dropped connection (a restart) is retried with backoff."""
+        budget = self.retry_seconds if retry_seconds is None else min(retry_seconds, self.retry_seconds)
+        deadline = time.monotonic() + budget
+        delay = 0.5
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    return response.headers, response.read()
+            except urllib.error.HTTPError as exc:
+                detail = exc.read().decode(errors="replace")[:500]
+                if exc.code == HTTPStatus.UNAUTHORIZED:
+                    msg = (
+                        f"embedding service at {self.url} refused the request (401: {detail}): "
+                        f"set {TOKEN_ENV} to the token the service was started with"
+                    )
+                    raise FreshlakeConfigError(msg) from None
+                msg = f"embedding service at {self.url} answered {exc.code}: {detail}"
+                raise FreshlakeError(msg) from exc
+            except (urllib.error.URLError, OSError) as exc:
+                if time.monotonic() + delay > deadline:
+                    msg = (
+                        f"embedding service at {self.url} is not answering ({exc}) after "
+                        f"{self.retries} retries over {budget:.0f}s: start it with "
+                        "`freshlake embedder` or unset FRESHLAKE_EMBEDDER_URL"
+                    )
+                    raise FreshlakeConfigError(msg) from exc
+                self.retries += 1
+                log.warning(
+                    "embedding service not answering; retrying",
+                    extra={"url": self.url, "retry": self.retries, "wait_s": delay},
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)

@@ -22,6 +22,10 @@ def cluster_metadata(config: Mapping[str, object], *, timeout: float = 5.0):
     try:
         return admin_client(config).list_topics(timeout=timeout)
     except Exception as exc:
+        from freshlake.kafka.connection import explain_failure
+
+        if why := explain_failure(config, timeout=2.0):  # a rejected login or an untrusted cert
+            raise FreshlakeConfigError(why) from None
         msg = (
             f"no Kafka broker answers at {config.get('bootstrap.servers')} within {timeout:.0f}s: check "
             "KAFKA_BOOTSTRAP_SERVERS (and security settings), or unset it to use the embedded "
