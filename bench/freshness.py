@@ -1,19 +1,23 @@
 """Freshness: event produced to Kafka -> searchable in LanceDB, through the whole `freshlake dev` stack.
 
-Starts `freshlake dev --streams FILE` without a producer (broker, warm embedder, Dagster webserver
-+ daemon) with a temporary FRESHLAKE_HOME, produces hand-made flight events with unique keys at a
-steady rate to one topic, polls the stream's LanceDB table until every event's (partition, offset)
-has a row, then reads the runs of that stream from the Dagster instance to split the latency into:
-sensor wait (produce -> run created), run launch (created -> first step start), and the raw /
-current / embeddings step durations. JSON to stdout and `bench/results/freshness.json`.
+For each run mode (`streaming`: one long-lived run looping in micro-batches; `per_batch`: a run
+per batch) it starts `freshlake dev --streams FILE` (the streams file with that mode set) without
+a producer (broker, warm embedder, Dagster webserver + daemon) in a temporary FRESHLAKE_HOME,
+produces hand-made flight events with unique keys at each steady rate in turn to one topic, and
+polls the stream's LanceDB table until every event's (partition, offset) has a row. The split:
+per_batch reads the runs (sensor wait, run launch, raw / current / embeddings steps); streaming
+reads each batch's materializations (waiting for a batch, then its read / raw / current /
+embeddings seconds, then until the watcher saw it). CPU: seconds used by the whole stack per
+phase, and by an idle streaming run with no traffic. JSON to stdout and
+`bench/results/freshness.json`, with a side-by-side table.
 
-    .venv/bin/python -m bench.freshness [--rate 20] [--events 300] [--stream flights] [--streams FILE]
+    .venv/bin/python -m bench.freshness [--modes streaming,per_batch] [--rates 20,200]
+        [--events 300,2000] [--stream flights] [--streams FILE]
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import re
@@ -32,7 +36,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 UP_TIMEOUT_S = 240.0
 SEARCHABLE_TIMEOUT_S = 180.0
-POLL_S = 0.2
+POLL_S = 0.05  # the watcher's own error; a version check per poll, a scan per change
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -106,6 +111,62 @@ def stop_dev(dev: subprocess.Popen[bytes]) -> int:
             dev.kill()
             dev.wait()
     return dev.returncode
+
+
+def _tree(pid: int) -> dict[int, list[str]]:
+    """/proc stat fields (after the command name) of `pid` and its descendants."""
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+    children: dict[int, list[int]] = {}
+    for child, fields in stats.items():
+        children.setdefault(int(fields[1]), []).append(child)
+    found, todo = {}, [pid]
+    while todo:
+        current = todo.pop()
+        if current in stats:
+            found[current] = stats[current]
+        todo.extend(children.get(current, []))
+    return found
+
+
+def cpu_seconds(stats: list[str], *, reaped: bool = True) -> float:
+    """utime + stime (+ cutime + cstime: children it waited for), fields 14-17 of stat."""
+    return sum(int(v) for v in stats[11 : 15 if reaped else 13]) / CLOCK_TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of `pid` and its descendants, with their reaped children."""
+    return sum(cpu_seconds(fields) for fields in _tree(pid).values())
+
+
+def streaming_run_pids(pid: int) -> list[int]:
+    """Run worker processes under `pid`: the code server starts each run in a spawned process."""
+    found = []
+    for child in _tree(pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"spawn_main" in cmdline:
+            found.append(child)
+    return found
+
+
+def streams_file(source: str, *, stream: str, mode: str, out: Path) -> Path:
+    """`source` with `stream`'s batching mode set to `mode` (text, so YAML 1.2 reads it as before;
+    the stream must not set `batching` itself)."""
+    text = Path(source).read_text()
+    entry = f"  - name: {stream}\n"
+    if entry not in text or "batching:" in text.split(entry, 1)[1].split("\n  - name:", 1)[0]:
+        msg = f"{source}: no `{entry.strip()}` entry without its own `batching` to set the mode in"
+        raise RuntimeError(msg)
+    out.write_text(text.replace(entry, f"{entry}    batching: {{mode: {mode}}}\n", 1))
+    return out
 
 
 # -- producing ----------------------------------------------------------------------------------
@@ -299,186 +360,301 @@ def stage_of(step_key: str, stream: str) -> str | None:
     return None
 
 
+def batch_timings(dagster_home: Path, stream: str) -> list[dict[str, Any]]:
+    """Per micro-batch of the stream's streaming runs: when its raw materialization was logged,
+    its offset ranges and stage seconds (from the materialization's metadata)."""
+    import dagster as dg
+    from dagster import DagsterEventType, DagsterInstance
+
+    from freshlake.assets.streaming import STREAMING_TAG
+
+    instance = DagsterInstance.from_config(str(dagster_home))
+    try:
+        batches: dict[tuple[str, int], dict[str, Any]] = {}
+        for run in instance.get_runs(filters=dg.RunsFilter(tags={STREAMING_TAG: stream})):
+            for event in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+                materialization = event.dagster_event.event_specific_data.materialization
+                if materialization.asset_key.path[-1] != "raw":
+                    continue
+                meta = {k: v.value for k, v in materialization.metadata.items()}
+                ranges = []
+                for part in filter(None, str(meta.get("offset_ranges", "")).split(", ")):
+                    if part == "none":
+                        continue
+                    name, _, span = part.partition(": ")
+                    start, _, end = span.partition("-")
+                    ranges.append({"partition": int(name[1:]), "start": int(start), "end": int(end)})
+                batches.setdefault(
+                    (run.run_id, int(meta["batch"])),
+                    {
+                        "run_id": run.run_id,
+                        "logged": event.timestamp,
+                        "ranges": ranges,
+                        "seconds": {
+                            stage: float(meta[f"stage_{stage}_seconds"])
+                            for stage in ("read", "raw", "current", "embeddings")
+                        },
+                        "total": float(meta["batch_seconds"]),
+                    },
+                )
+        return list(batches.values())
+    finally:
+        instance.dispose()
+
+
 # -- main ---------------------------------------------------------------------------------------
+
+
+def carrier(pos: tuple[int, int], items: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The run or batch whose offset ranges hold `pos`."""
+    for item in items:
+        for r in item["ranges"]:
+            if r["partition"] == pos[0] and r["start"] <= pos[1] < r["end"]:
+                return item
+    return None
+
+
+def medians_and_p95(values: dict[str, list[float]]) -> dict[str, dict[str, float | None]]:
+    return {
+        "median_s": {k: round(statistics.median(v), 3) if v else None for k, v in values.items()},
+        "p95_s": {k: round(pct(v, 95), 3) if v else None for k, v in values.items()},
+    }
+
+
+def per_batch_split(positions: dict[tuple[int, int], float], runs: list[dict[str, Any]], stream: str) -> dict:
+    """Sensor wait, run launch and step seconds of the runs that carried `positions` (-> produced)."""
+    sensor_wait: list[float] = []
+    measured: dict[str, dict[str, Any]] = {}
+    for pos, produced in positions.items():
+        run = carrier(pos, runs)
+        if run is not None:
+            sensor_wait.append(run["created"] - produced)
+            measured[run["run_id"]] = run
+    parts: dict[str, list[float]] = {"sensor_wait": sensor_wait, "run_launch": []}
+    parts.update({stage: [] for stage in ("raw", "current", "embeddings")})
+    detail: dict[str, list[float]] = {"queued": [], "spawn_and_import": [], "run_start_to_first_step": []}
+    for run in measured.values():
+        starts = [s["start"] for s in run["steps"].values() if "start" in s]
+        if starts:
+            parts["run_launch"].append(min(starts) - run["created"])
+        for step_key, step in run["steps"].items():
+            stage = stage_of(step_key, stream)
+            if stage and "start" in step and "end" in step:
+                parts[stage].append(step["end"] - step["start"])
+        m = run["marks"]
+        launched = m.get("dequeued", m.get("starting"))
+        if launched is not None:
+            detail["queued"].append(launched - run["created"])
+            if "started" in m:
+                detail["spawn_and_import"].append(m["started"] - launched)
+        if "started" in m and starts:
+            detail["run_start_to_first_step"].append(min(starts) - m["started"])
+    return {
+        "split": medians_and_p95(parts),
+        "run_launch_detail_median_s": medians_and_p95(detail)["median_s"],
+        "runs": len(measured),
+        "events_per_run": summary(
+            [float(sum(r["end"] - r["start"] for r in run["ranges"])) for run in measured.values()]
+        ),
+        "failed_runs": sum(1 for r in measured.values() if r["status"] != "SUCCESS"),
+    }
+
+
+def streaming_split(
+    positions: dict[tuple[int, int], float], seen: dict[tuple[int, int], float], batches: list[dict[str, Any]]
+) -> dict:
+    """Per event: waiting for its batch, the batch's stages, then until the watcher saw it."""
+    parts: dict[str, list[float]] = {"wait_for_batch": []}
+    parts.update({stage: [] for stage in ("read", "raw", "current", "embeddings")})
+    parts["logged_to_seen"] = []
+    measured: dict[tuple[str, float], dict[str, Any]] = {}
+    for pos, produced in positions.items():
+        batch = carrier(pos, batches)
+        if batch is None or pos not in seen:
+            continue
+        measured[(batch["run_id"], batch["logged"])] = batch
+        parts["wait_for_batch"].append(batch["logged"] - batch["total"] - produced)
+        for stage, seconds in batch["seconds"].items():
+            parts[stage].append(seconds)
+        parts["logged_to_seen"].append(seen[pos] - batch["logged"])
+    return {
+        "split": medians_and_p95(parts),
+        "batches": len(measured),
+        "events_per_batch": summary(
+            [float(sum(r["end"] - r["start"] for r in b["ranges"])) for b in measured.values()]
+        ),
+        "batch_seconds": summary([b["total"] for b in measured.values()]),
+        "streaming_runs": len({b["run_id"] for b in measured.values()}),
+    }
+
+
+def measure_mode(mode: str, *, args: argparse.Namespace, spec: Any) -> dict[str, Any]:
+    """One `freshlake dev` stack with `mode`, every rate in turn, then the idle CPU."""
+    from freshlake.kafka.broker import free_port
+
+    with tempfile.TemporaryDirectory(prefix="freshness-") as tmp:
+        home = Path(tmp) / "home"
+        log_path = Path(tmp) / "dev.log"
+        streams = streams_file(args.streams, stream=spec.name, mode=mode, out=Path(tmp) / "streams.yaml")
+        t_start = time.monotonic()
+        dev, bootstrap = start_dev(home, log_path, port=free_port(), streams=str(streams))
+        startup_s = time.monotonic() - t_start
+        events: Events | None = None
+        phases: list[dict[str, Any]] = []
+        idle: dict[str, Any] = {}
+        try:
+            events = Events(bootstrap, spec.topic)
+            watcher = Watcher(str(home / "lance"), spec.name)
+            # Warm-up: the first run pays for the code server, imports and table creation.
+            warm = events.steady(args.warmup, min(args.rates), "warm")
+            missing = watcher.wait_for({events.position[k] for k in warm}, SEARCHABLE_TIMEOUT_S)
+            if missing:
+                raise RuntimeError(f"warm-up events never searchable: {sorted(missing)[:5]}")
+            time.sleep(3)
+            for rate, count in zip(args.rates, args.events, strict=True):
+                load = LoadSampler()
+                load.start()
+                done = threading.Event()
+
+                def watch(done: threading.Event = done) -> None:  # poll while producing
+                    while not done.is_set():
+                        watcher.poll()
+                        time.sleep(POLL_S)
+
+                poller = threading.Thread(target=watch, daemon=True)
+                cpu_before = tree_cpu_seconds(dev.pid)
+                poller.start()
+                t0 = time.time()
+                keys = events.steady(count, rate, f"r{rate:g}")
+                produce_s = time.time() - t0
+                done.set()
+                poller.join()
+                missing = watcher.wait_for({events.position[k] for k in keys}, SEARCHABLE_TIMEOUT_S)
+                cpu_s = tree_cpu_seconds(dev.pid) - cpu_before
+                load.done.set()
+                load.join()
+                phases.append(
+                    {
+                        "rate": rate,
+                        "keys": keys,
+                        "produce_s": produce_s,
+                        "missing": len(missing),
+                        "cpu_s": cpu_s,
+                        "wall_s": time.time() - t0,
+                        "load": load.samples,
+                    }
+                )
+                time.sleep(3)
+            if mode == "streaming":  # no traffic now: what does a streaming run cost idle?
+                pids = streaming_run_pids(dev.pid)
+                tree_before, t0 = tree_cpu_seconds(dev.pid), time.monotonic()
+                before = {pid: cpu_seconds(_tree(pid)[pid], reaped=False) for pid in pids}
+                time.sleep(args.idle_seconds)
+                after = {
+                    pid: cpu_seconds(f, reaped=False) for pid, f in _tree(dev.pid).items() if pid in before
+                }
+                span = time.monotonic() - t0
+                idle = {
+                    "seconds": round(span, 1),
+                    "streaming_run_cpu_percent": round(
+                        100 * sum(after[p] - before[p] for p in after) / span, 2
+                    )
+                    if after
+                    else None,
+                    "streaming_runs_alive": len(after),
+                    "whole_stack_cpu_percent": round(
+                        100 * (tree_cpu_seconds(dev.pid) - tree_before) / span, 2
+                    ),
+                }
+        finally:
+            if events is not None:  # close clients before the broker stops (Tansu waits on them)
+                events.close()
+            rc = stop_dev(dev)
+        runs = run_timings(home / "dagster", spec.name) if mode == "per_batch" else []
+        batches = batch_timings(home / "dagster", spec.name) if mode == "streaming" else []
+        dev_log_tail = log_path.read_text()[-1500:]
+
+    results: dict[str, Any] = {}
+    for phase in phases:
+        positions = {events.position[k]: events.produced_at[k] for k in phase["keys"]}
+        latency = [watcher.seen[pos] - t for pos, t in positions.items() if pos in watcher.seen]
+        split = (
+            per_batch_split(positions, runs, spec.name)
+            if mode == "per_batch"
+            else streaming_split(positions, watcher.seen, batches)
+        )
+        results[f"{phase['rate']:g}/s"] = {
+            "events": len(phase["keys"]),
+            "searchable": len(latency),
+            "missing": phase["missing"],
+            "produce_s": round(phase["produce_s"], 2),
+            "produced_to_searchable_s": summary(latency),
+            "cpu_seconds": round(phase["cpu_s"], 2),
+            "cpu_ms_per_event": round(1000 * phase["cpu_s"] / max(1, len(phase["keys"])), 2),
+            "load_1m_mean": round(statistics.mean(phase["load"]), 2) if phase["load"] else None,
+            **split,
+        }
+    report = {"stack_startup_s": round(startup_s, 1), "rates": results, "idle": idle, "dev_exit_code": rc}
+    if rc != 0:
+        report["dev_log_tail"] = dev_log_tail
+    return report
+
+
+def table(modes: dict[str, dict[str, Any]]) -> list[str]:
+    """The side-by-side lines: one per mode and rate."""
+    lines = [
+        f"{'mode':<10} {'rate':>6} {'p50 s':>7} {'p95 s':>7} {'max s':>7} {'cpu s':>7}  dominant (median s)"
+    ]
+    for mode, report in modes.items():
+        for rate, r in report["rates"].items():
+            lat = r["produced_to_searchable_s"]
+            medians = {k: v for k, v in r["split"]["median_s"].items() if v is not None}
+            top = max(medians, key=medians.get) if medians else "-"
+            nan = float("nan")
+            numbers = " ".join(f"{lat.get(k, nan):>7.3f}" for k in ("p50", "p95", "max"))
+            lines.append(
+                f"{mode:<10} {rate:>6} {numbers} {r['cpu_seconds']:>7.1f}  {top} ({medians.get(top, 0):.3f})"
+            )
+    return lines
 
 
 def main() -> None:
     from examples.flight_assistant import STREAMS_FILE
     from freshlake.config import load_streams
-    from freshlake.kafka.broker import free_port
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=20.0, help="events per second")
-    parser.add_argument("--events", type=int, default=300, help="measured events (>= 200 for the report)")
+    parser.add_argument("--modes", default="streaming,per_batch", help="run modes, in order")
+    parser.add_argument("--rates", default="20,200", help="events per second, one phase each")
+    parser.add_argument("--events", default="300,2000", help="events per phase (>= 200 for the report)")
     parser.add_argument("--warmup", type=int, default=20, help="events sent (and waited for) first")
+    parser.add_argument("--idle-seconds", type=float, default=10.0, help="idle CPU measured this long")
     parser.add_argument("--stream", default="flights")
     parser.add_argument("--streams", default=str(STREAMS_FILE), help="streams file `freshlake dev` runs")
     parser.add_argument("--out", default="bench/results/freshness.json")
     args = parser.parse_args()
     if args.stream != "flights":
         parser.error("only the flights stream has an event generator here")
+    args.modes = [m for m in args.modes.split(",") if m]
+    args.rates = [float(r) for r in args.rates.split(",")]
+    args.events = [int(n) for n in args.events.split(",")]
+    if len(args.rates) != len(args.events) or not set(args.modes) <= {"streaming", "per_batch"}:
+        parser.error("--rates and --events pair up; --modes are streaming and/or per_batch")
     spec = load_streams(args.streams).stream(args.stream)
 
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="freshness-") as tmp:
-        home = Path(tmp) / "home"
-        log_path = Path(tmp) / "dev.log"
-        t_start = time.monotonic()
-        dev, bootstrap = start_dev(home, log_path, port=free_port(), streams=args.streams)
-        startup_s = time.monotonic() - t_start
-        events: Events | None = None
-        try:
-            events = Events(bootstrap, spec.topic)
-            watcher = Watcher(str(home / "lance"), spec.name)
-            # Warm-up: the first runs pay for the code server and first table creation.
-            warm = events.steady(args.warmup, args.rate, "warm")
-            missing = watcher.wait_for({events.position[k] for k in warm}, SEARCHABLE_TIMEOUT_S)
-            if missing:
-                raise RuntimeError(f"warm-up events never searchable: {sorted(missing)[:5]}")
-            time.sleep(3)  # let the warm-up chain's last run finish
-
-            load = LoadSampler()
-            load.start()
-            done = threading.Event()
-
-            def watch() -> None:  # poll while producing, so detection is not delayed by produce
-                while not done.is_set():
-                    watcher.poll()
-                    time.sleep(POLL_S)
-
-            poller = threading.Thread(target=watch, daemon=True)
-            poller.start()
-            t0 = time.time()
-            keys = events.steady(args.events, args.rate, "m")
-            produce_s = time.time() - t0
-            done.set()
-            poller.join()
-            missing = watcher.wait_for({events.position[k] for k in keys}, SEARCHABLE_TIMEOUT_S)
-            load.done.set()
-            load.join()
-            time.sleep(2)
-        finally:
-            if events is not None:  # close clients before the broker stops (Tansu waits on them)
-                events.close()
-            rc = stop_dev(dev)
-        runs = run_timings(home / "dagster", spec.name)
-        dev_log_tail = log_path.read_text()[-1500:]
-    load_after = os.getloadavg()
-
-    # Per event latency and the run that carried it.
-    def carrier(pos: tuple[int, int]) -> dict[str, Any] | None:
-        for run in runs:
-            for r in run["ranges"]:
-                if r["partition"] == pos[0] and r["start"] <= pos[1] < r["end"]:
-                    return run
-        return None
-
-    latency, to_embedded, sensor_wait = [], [], []
-    measured_runs: dict[str, dict[str, Any]] = {}
-    for key in keys:
-        pos = events.position[key]
-        if pos not in watcher.seen:
-            continue
-        produced = events.produced_at[key]
-        latency.append(watcher.seen[pos] - produced)
-        if pos in watcher.embedded_at:
-            to_embedded.append(watcher.embedded_at[pos] - produced)
-        run = carrier(pos)
-        if run is not None:
-            sensor_wait.append(run["created"] - produced)
-            measured_runs[run["run_id"]] = run
-
-    launch: list[float] = []
-    stages: dict[str, list[float]] = {"raw": [], "current": [], "embeddings": []}
-    other_steps: dict[str, list[float]] = {}
-    run_total: list[float] = []
-    detail: dict[str, list[float]] = {
-        "queued_s": [],
-        "spawn_and_import_s": [],
-        "run_start_to_first_step_s": [],
-        "last_step_to_run_end_s": [],
-        "prev_run_end_to_next_created_s": [],
-    }
-    for run in measured_runs.values():
-        starts = [s["start"] for s in run["steps"].values() if "start" in s]
-        if starts:
-            launch.append(min(starts) - run["created"])
-        for step_key, s in run["steps"].items():
-            if "start" in s and "end" in s:
-                stage = stage_of(step_key, spec.name)
-                target = stages[stage] if stage else other_steps.setdefault(step_key, [])
-                target.append(s["end"] - s["start"])
-        if run["ended"] is not None:
-            run_total.append(run["ended"] - run["created"])
-        m = run["marks"]
-        launched = m.get("dequeued", m.get("starting"))
-        if launched is not None:
-            detail["queued_s"].append(launched - run["created"])
-            if "started" in m:
-                detail["spawn_and_import_s"].append(m["started"] - launched)
-        if "started" in m and starts:
-            detail["run_start_to_first_step_s"].append(min(starts) - m["started"])
-        ends = [s["end"] for s in run["steps"].values() if "end" in s]
-        if ends and run["ended"] is not None:
-            detail["last_step_to_run_end_s"].append(run["ended"] - max(ends))
-    ordered = sorted(runs, key=lambda r: r["created"])
-    for before, after in itertools.pairwise(ordered):
-        if after["run_id"] in measured_runs and before["ended"] is not None:
-            detail["prev_run_end_to_next_created_s"].append(after["created"] - before["ended"])
-    medians = {
-        "sensor_wait_s": statistics.median(sensor_wait) if sensor_wait else None,
-        "run_launch_s": statistics.median(launch) if launch else None,
-        **{f"{k}_step_s": statistics.median(v) if v else None for k, v in stages.items()},
-    }
-    stage_total = sum(v for v in medians.values() if v is not None)
-    dominant = max((k for k, v in medians.items() if v is not None), key=lambda k: medians[k])
+    modes = {mode: measure_mode(mode, args=args, spec=spec) for mode in args.modes}
     report = {
         "stream": spec.name,
-        "rate_per_s": args.rate,
-        "events": len(keys),
-        "searchable": len(latency),
-        "missing": len(missing),
-        "produce_s": round(produce_s, 2),
-        "produced_to_searchable_s": summary(latency),
-        "produced_to_embedded_at_s": summary(to_embedded),
-        "split_medians_s": {k: round(v, 3) if v is not None else None for k, v in medians.items()},
-        "split_sum_of_medians_s": round(stage_total, 3),
-        "dominant": dominant,
-        "split_p95_s": {
-            "sensor_wait_s": pct(sensor_wait, 95) if sensor_wait else None,
-            "run_launch_s": round(pct(launch, 95), 3) if launch else None,
-            **{f"{k}_step_s": round(pct(v, 95), 3) if v else None for k, v in stages.items()},
-        },
-        "run_launch_detail_medians_s": {
-            k: round(statistics.median(v), 3) if v else None for k, v in detail.items()
-        },
-        "other_steps_median_s": {k: round(statistics.median(v), 3) for k, v in sorted(other_steps.items())},
-        "runs": {
-            "count": len(measured_runs),
-            "events_per_run": summary(
-                [float(sum(r["end"] - r["start"] for r in run["ranges"])) for run in measured_runs.values()]
-            ),
-            "created_to_end_s": summary(run_total),
-            "failed": sum(1 for r in measured_runs.values() if r["status"] != "SUCCESS"),
-        },
-        "load_1m": {
-            "before": round(load_before[0], 2),
-            "during_mean": round(statistics.mean(load.samples), 2) if load.samples else None,
-            "during_max": round(max(load.samples), 2) if load.samples else None,
-            "after": round(load_after[0], 2),
-            "cpus": os.cpu_count(),
-        },
-        "stack_startup_s": round(startup_s, 1),
-        "dev_exit_code": rc,
+        "table": table(modes),
+        "modes": modes,
+        "load_1m": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
+        "cpus": os.cpu_count(),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    if report["split_p95_s"]["sensor_wait_s"] is not None:
-        report["split_p95_s"]["sensor_wait_s"] = round(report["split_p95_s"]["sensor_wait_s"], 3)
-    if rc != 0:
-        report["dev_log_tail"] = dev_log_tail
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
+    print("\n".join(report["table"]))
 
 
 if __name__ == "__main__":
