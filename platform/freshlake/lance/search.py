@@ -5,14 +5,19 @@ and the other chunks of it that matched, in rank order (`chunks=True` returns th
 instead). Every result says how fresh it is (`age_seconds`, `as_of`).
 
 Ranking, precisely:
-- Each (table, retriever) pair is one ranked list: vector (cosine distance) and full text (BM25)
-  per table. A list is read `candidates` rows deep (default `CANDIDATES` = 100), whatever `k`.
-- `vector` and `fts` with one vector space sort all lists by their score (cosine similarity
-  `1 - distance`, or BM25). `hybrid`, and vector search across tables of different vector spaces
-  (a model rollout), fuse the lists by Reciprocal Rank Fusion: score = sum over lists of
-  `1 / (RRF_K + rank)`, `RRF_K = 60`, ranks from 1 (Cormack et al., 2009); ties keep the
-  first-seen order (vector lists first). One ranking per table means a stream with many
-  near-duplicate documents cannot crowd out the best hit of another stream.
+- Each table is read per retriever, vector (cosine distance) and full text (BM25), `candidates`
+  rows deep (default `CANDIDATES` = 100), whatever `k`.
+- `vector` and `fts` sort the rows of all tables by their score (cosine similarity
+  `1 - distance`, or BM25). `hybrid` fuses rankings by Reciprocal Rank Fusion: score = sum over
+  rankings of `1 / (RRF_K + rank)`, `RRF_K = 60`, ranks from 1 (Cormack et al., 2009); ties keep
+  the first-seen order (vector first). The rankings: all tables' vector rows by distance (one
+  vector space: distances compare across tables; after a model rollout, each space's tables
+  rank apart), and each table's full-text rows by BM25 (its scores depend on that table's
+  corpus statistics, so they compare only within it).
+  Measured on the demo world with the real model: one ranking per table for vectors too lets a
+  stream whose documents rank well in both of its lists (bookings repeating their flight's
+  status) crowd out the flight itself; one full-text ranking over all tables lets many similar
+  flights bury the refunds policy; this mix keeps the best of each.
 - A document ranks where its best chunk ranks; its score is that chunk's score.
 - When the lists at that depth hold fewer than `k` documents, they are read again `DEEPEN` times
   deeper (up to `MAX_CANDIDATES`) and the documents not yet listed are appended in the deeper
@@ -246,6 +251,7 @@ class _Lists:
         where: str | None,
     ) -> None:
         self.jobs: list[tuple[ChunkStore, Callable[[int], list[dict[str, Any]]]]] = []
+        self.kinds: list[str] = []  # "vector" | "fts", one per job
         spaces = 1
         if mode in ("vector", "hybrid"):
             chosen = [_embedder_for(store, embedder) for store in stores]
@@ -258,9 +264,12 @@ class _Lists:
                 (s, partial(_vector_rows, s, queries[id(e)], where=where))
                 for s, e in zip(stores, chosen, strict=True)
             ]
+            self.kinds += ["vector"] * len(stores)
         if mode in ("fts", "hybrid"):
             self.jobs += [(s, partial(_fts_rows, s, query, where=where)) for s in stores]
+            self.kinds += ["fts"] * len(stores)
         self.mode = mode
+        self.spaces = spaces
         self.fuse = mode == "hybrid" or spaces > 1
 
     def ranked(self, depth: int) -> tuple[list[tuple[ChunkStore, dict, float]], bool]:
@@ -270,17 +279,18 @@ class _Lists:
         else:  # vector and FTS lists (and tables) in parallel: lancedb releases the GIL
             results = list(_pool().map(lambda job: job[1](depth), self.jobs))
         exhausted = all(len(rows) < depth for rows in results)
-        if self.fuse:
-            lists = [
-                [(store, row) for row in rows] for (store, _), rows in zip(self.jobs, results, strict=True)
-            ]
-            return _rrf(lists), exhausted
-        pairs = [(store, row) for (store, _), rows in zip(self.jobs, results, strict=True) for row in rows]
-        if self.mode == "vector":
-            pairs.sort(key=lambda sr: sr[1]["_distance"])
+        jobs = list(zip(self.kinds, self.jobs, results, strict=True))
+        vector = [[(store, row) for row in rows] for kind, (store, _), rows in jobs if kind == "vector"]
+        text = [[(store, row) for row in rows] for kind, (store, _), rows in jobs if kind == "fts"]
+        if not self.fuse:
+            if self.mode == "fts":
+                pairs = sorted((pair for rows in text for pair in rows), key=lambda sr: -sr[1]["_score"])
+                return [(s, r, float(r["_score"])) for s, r in pairs], exhausted
+            pairs = sorted((pair for rows in vector for pair in rows), key=lambda sr: sr[1]["_distance"])
             return [(s, r, 1.0 - float(r["_distance"])) for s, r in pairs], exhausted
-        pairs.sort(key=lambda sr: -sr[1]["_score"])
-        return [(s, r, float(r["_score"])) for s, r in pairs], exhausted
+        if self.spaces == 1:  # one vector space: distances compare across tables, one ranking
+            vector = [sorted((pair for rows in vector for pair in rows), key=lambda sr: sr[1]["_distance"])]
+        return _rrf([*vector, *text]), exhausted
 
 
 _POOL: ThreadPoolExecutor | None = None
