@@ -126,19 +126,20 @@ def ingest_metadata(spec: StreamSpec, result) -> dict[dg.AssetKey, dict]:
         "messages_read": result.messages_read,
         "offset_ranges": ranges_text,
         "consumer_lag": result.consumer_lag,
-        "delta_version": result.raw_version if result.raw_version is not None else -1,
+        "kafka_key_mismatches": result.kafka_key_mismatches,
         "read_seconds": round(result.read_seconds, 3),
         "parse_seconds": round(result.parse_seconds, 3),
         "write_seconds": round(result.write_seconds, 3),
     }
+    if result.raw_version is not None:  # unknown values are left out, never a sentinel
+        metadata["delta_version"] = result.raw_version
     if result.newest_message_time is not None:
         metadata["newest_message_time"] = dg.MetadataValue.timestamp(result.newest_message_time)
     if event_lag is not None:
         metadata["event_time_lag_seconds"] = round(event_lag, 3)
-    quarantine_metadata = {
-        "rows_quarantined": result.rows_quarantined,
-        "delta_version": result.quarantine_version if result.quarantine_version is not None else -1,
-    }
+    quarantine_metadata: dict = {"rows_quarantined": result.rows_quarantined}
+    if result.quarantine_version is not None:
+        quarantine_metadata["delta_version"] = result.quarantine_version
     return {raw_key(spec): metadata, quarantine_key(spec): quarantine_metadata}
 
 
@@ -167,10 +168,9 @@ def _reingest(
         "delta_version": result.raw_version if result.raw_version is not None else -1,
         "seconds": round(result.seconds, 3),
     }
-    quarantine_metadata = {
-        "rows_quarantined": result.rows_quarantined,
-        "delta_version": result.quarantine_version if result.quarantine_version is not None else -1,
-    }
+    quarantine_metadata: dict = {"rows_quarantined": result.rows_quarantined}
+    if result.quarantine_version is not None:
+        quarantine_metadata["delta_version"] = result.quarantine_version
     yield from _results(context, {raw_key(spec): raw_metadata, quarantine_key(spec): quarantine_metadata})
 
 

@@ -93,6 +93,7 @@ def test_integer_keys_and_microsecond_timestamps_from_debezium(kafka_config, uni
     result = ingest_stream(spec=spec, kafka_config=kafka_config, tables=tables)
 
     assert (result.rows_written, result.rows_quarantined) == (32, 0)
+    assert result.kafka_key_mismatches == 1  # keyed by customer_id: ingested, counted
     raw = pl.read_delta(tables.raw)
     assert raw["key"].dtype == pl.String and raw["order_id"].dtype == pl.Int64
     upserts = raw.filter(~pl.col("is_delete") & (pl.col("source_lsn") < 100)).sort("order_id")

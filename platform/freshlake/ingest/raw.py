@@ -61,6 +61,7 @@ class IngestResult:
     parse_seconds: float
     write_seconds: float
     partition_keys: list[str] = field(default_factory=list)  # time partitions the rows fell in
+    kafka_key_mismatches: int = 0  # rows whose Kafka key names another key than the record's
 
     @property
     def messages_read(self) -> int:
@@ -229,6 +230,7 @@ def write_batches(
             set(keys_of(raw, cadence=spec.partitioning.cadence))
             | set(keys_of(bad, cadence=spec.partitioning.cadence))
         ),
+        kafka_key_mismatches=splitter.kafka_key_mismatches,
     )
     log.info(
         "ingested",
