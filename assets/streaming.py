@@ -24,6 +24,8 @@ from freshlake.resources.kafka import KafkaResource
 from freshlake.resources.storage import StorageResource
 from freshlake.streams import StreamSpec
 
+STAGES = ("read", "raw", "current", "embeddings")  # seconds per stage, in each batch's metadata
+
 STREAMING_TAG = "freshlake/streaming"  # the stream a streaming run follows (not `freshlake/stream`:
 # that tag's one-run limit would hold backfills and manual runs behind a run that lasts minutes)
 STREAMING_FROM_TAG = "freshlake/streaming_from"  # its run key without the retry suffix
@@ -81,7 +83,10 @@ def batch_materializations(spec: StreamSpec, report, *, model) -> Iterator[dg.As
         "batch": report.number,
         "consumer_lag": report.consumer_lag,
         "batch_seconds": report.seconds["total"],
-        **{f"stage_{stage}_seconds": report.seconds[stage] for stage in ("read", "raw", "current", "embeddings")},
+        **{
+            f"stage_{stage}_seconds": report.seconds[stage]
+            for stage in ("read", "raw", "current", "embeddings")
+        },
     }
     if report.event_time_lag_seconds is not None:
         batch["searchable_event_time_lag_seconds"] = round(report.event_time_lag_seconds, 3)
@@ -89,10 +94,14 @@ def batch_materializations(spec: StreamSpec, report, *, model) -> Iterator[dg.As
     raw_partitions = sorted({now, *ingest.partition_keys})
     for key in (raw_key(spec), quarantine_key(spec)):
         for partition in raw_partitions:
-            yield dg.AssetMaterialization(asset_key=key, partition=partition, metadata={**layers[key], **batch})
+            yield dg.AssetMaterialization(
+                asset_key=key, partition=partition, metadata={**layers[key], **batch}
+            )
     offsets = {"offset_ranges": layers[raw_key(spec)]["offset_ranges"]}
     yield dg.AssetMaterialization(
-        asset_key=current_key(spec), partition=now, metadata={**fold_metadata(report.fold), **offsets, **batch}
+        asset_key=current_key(spec),
+        partition=now,
+        metadata={**fold_metadata(report.fold), **offsets, **batch},
     )
     if report.sync is not None:
         yield dg.AssetMaterialization(
@@ -142,7 +151,8 @@ def streaming_run_request(
     )
     if running:
         return dg.SkipReason(
-            f"streaming run {running[0].run_id[:8]} ({running[0].status.value}) follows {spec.name}; lag {lag}"
+            f"streaming run {running[0].run_id[:8]} ({running[0].status.value}) follows {spec.name}; "
+            f"lag {lag}"
         )
     if lag == 0:
         return dg.SkipReason("no new messages")

@@ -7,7 +7,6 @@ the way dagster-sling's component points at a `replication.yaml` the user owns.
       streams: streams.yaml        # relative to this defs.yaml; a file or a folder of them
 """
 
-
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -355,9 +355,9 @@ class ChunkStore:
         stop is a stale writer *inserting* chunks (a longer older document, or one of a key
         deleted meanwhile): a newer writer's trim removes those written before it, and when
         another writer committed since `read_at` this apply checks its keys again after its
-        writes (the newest stored version, and `deleted_in_current`: a key deleted meanwhile has no
-        newer chunk to show it) and removes its own chunks of any key it no longer leads. So two applies in any
-        interleaving leave each key with exactly the chunks of its newest document.
+        writes (the newest stored version, and `deleted_in_current`: a key deleted meanwhile has
+        no newer chunk to show it) and removes its own chunks of any key it no longer leads. So
+        two applies in any interleaving leave each key with exactly the chunks of its newest document.
 
         Args:
             upserts: chunks to write, row i of `vectors` is chunk i's vector; all chunks of a
