@@ -8,6 +8,7 @@ the same streams.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shlex
@@ -17,8 +18,9 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from freshlake.config import STREAMS_ENV, StreamsConfig
 from freshlake.errors import FreshlakeConfigError, FreshlakeError
@@ -30,6 +32,61 @@ UI_READY_TIMEOUT_S = 120.0
 EMBEDDER_READY_TIMEOUT_S = 90.0
 DAGSTER_STOP_TIMEOUT_S = 20.0
 PRODUCER_STOP_TIMEOUT_S = 10.0
+DEV_STATE_FILE = "dev.json"
+NO_BROKER = (
+    "start the platform with `make run` or `freshlake dev` (the CLI then finds its broker in "
+    "$FRESHLAKE_HOME/dev.json), or set KAFKA_BOOTSTRAP_SERVERS=host:port / pass --bootstrap to "
+    "reach a broker of your own"
+)
+# What the CLI takes from a running `freshlake dev` when no variable says otherwise.
+DEV_STATE_ENV = {
+    "bootstrap": "KAFKA_BOOTSTRAP_SERVERS",
+    "embedder_url": "FRESHLAKE_EMBEDDER_URL",
+    "dagster_home": "DAGSTER_HOME",
+    "streams": STREAMS_ENV,
+}
+
+
+def dev_state_path(home: Path) -> Path:
+    return home / DEV_STATE_FILE
+
+
+def write_dev_state(home: Path, state: Mapping[str, Any]) -> Path:
+    """`$FRESHLAKE_HOME/dev.json`, replaced atomically: a reader sees the old file or the new one."""
+    path = dev_state_path(home)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({**state, "pid": os.getpid()}, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_dev_state(home: Path) -> dict[str, Any] | None:
+    """The addresses of the `freshlake dev` running on `home`, or None when none runs (no file,
+    an unreadable one, or one left by a process that is gone, e.g. after SIGKILL)."""
+    try:
+        state = json.loads(dev_state_path(home).read_text())
+        pid = int(state["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, another user's
+        pass
+    return state
+
+
+def apply_dev_state(env: MutableMapping[str, str], *, home: Path) -> dict[str, Any] | None:
+    """Fill the variables that are unset in `env` from the running `freshlake dev`, so the CLI
+    finds its broker, warm embedder, Dagster instance and streams file. Set variables win."""
+    state = read_dev_state(home)
+    if state is None:
+        return None
+    for key, var in DEV_STATE_ENV.items():
+        if state.get(key) and not (env.get(var) or "").strip():
+            env[var] = str(state[key])
+    return state
 
 
 def run_dev(
@@ -74,6 +131,7 @@ def run_dev(
     embedder: subprocess.Popen[bytes] | None = None
     dagster: subprocess.Popen[bytes] | None = None
     producing: subprocess.Popen[bytes] | None = None
+    state_path: Path | None = None
     try:
         bootstrap = bootstrap_servers()
         if bootstrap is None:
@@ -131,6 +189,17 @@ def run_dev(
             url=f"{url}/server_info", timeout=UI_READY_TIMEOUT_S, stop=stop, process=dagster
         )
         if ui_up:
+            state_path = write_dev_state(
+                paths.home,
+                {
+                    "bootstrap": bootstrap,
+                    "embedder_url": embedder_url,
+                    "ui_url": url,
+                    "dagster_home": str(paths.dagster),
+                    "streams": str(streams.path),
+                    "logs": str(paths.logs),
+                },
+            )
             print(
                 f"freshlake is up: Dagster UI {url}  broker {bootstrap}  embedder {embedder_url}"
                 f"  data {paths.home}"
@@ -161,6 +230,8 @@ def run_dev(
             _stop(embedder, sig=signal.SIGINT, timeout=10)
         if broker is not None:
             broker.stop()
+        if state_path is not None:
+            state_path.unlink(missing_ok=True)
         print("freshlake stopped", flush=True)
 
 

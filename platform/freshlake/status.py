@@ -69,6 +69,9 @@ class StreamStatus:
         }
 
 
+STATUS_TIMEOUT_S = 5.0
+
+
 def status_report(
     *,
     kafka_config: Mapping[str, object],
@@ -78,25 +81,114 @@ def status_report(
     storage_options: Mapping[str, str] | None = None,
     now: datetime | None = None,
     last_runs: Mapping[str, LastRun] | None = None,
+    timeout: float = STATUS_TIMEOUT_S,
 ) -> list[StreamStatus]:
-    """Measure and judge every stream in `specs`."""
-    out = []
-    for spec in specs:
-        lag = measure_lag(
+    """Measure and judge every stream in `specs`, all at once within about `timeout` seconds.
+
+    One metadata request first: a broker that does not answer costs `timeout` once, not once per
+    stream, and every stream then reports the same error (its Delta/LanceDB side still measured).
+    """
+    import time
+    from concurrent.futures import ThreadPoolExecutor, wait
+
+    from freshlake.errors import FreshlakeError
+    from freshlake.kafka.topics import cluster_metadata
+
+    started = time.monotonic()
+    config = dict(kafka_config)
+    try:
+        # Leaves ~2 s of the budget for the reason of a refusal (login, certificate) and the stores.
+        cluster_metadata(config, timeout=max(1.0, timeout - 2.0))
+        down = None
+    except FreshlakeError as exc:
+        down = _down_message(config, exc)
+    left = max(1.0, timeout - (time.monotonic() - started))
+
+    def one(spec: StreamSpec) -> StreamLag:
+        if down is not None:  # the stores only: asking Kafka again would wait again
+            return _offline_lag(
+                spec,
+                delta_root=delta_root,
+                lance_root=lance_root,
+                storage_options=storage_options,
+                now=now,
+                error=down,
+            )
+        return measure_lag(
             spec,
-            kafka_config=kafka_config,
+            kafka_config=config,
             raw_uri=f"{delta_root}/{spec.name}/raw",
             current_uri=f"{delta_root}/{spec.name}/current",
             lance_uri=lance_root,
             storage_options=storage_options,
             now=now,
+            timeout=left,
         )
+
+    pool = ThreadPoolExecutor(max_workers=max(1, min(8, len(specs))), thread_name_prefix="status")
+    futures = {spec.name: pool.submit(one, spec) for spec in specs}
+    wait(futures.values(), timeout=left + 1.0)
+    pool.shutdown(wait=False, cancel_futures=True)
+    out = []
+    for spec in specs:
+        future = futures[spec.name]
+        if future.done() and future.exception() is None:
+            lag = future.result()
+        else:
+            why = "no answer within the status timeout" if not future.done() else str(future.exception())
+            lag = StreamLag(stream=spec.name, topic=spec.topic, measured_at=now or _now(), error=why)
         out.append(
             StreamStatus(
                 spec=spec, lag=lag, verdict=judge(lag, spec), last_run=(last_runs or {}).get(spec.name)
             )
         )
     return out
+
+
+def _down_message(config: Mapping[str, object], exc: Exception) -> str:
+    text = str(exc)
+    if not text.startswith("no Kafka broker answers"):
+        return text  # a rejected login, an untrusted certificate: the connection module's words
+    from freshlake.dev import NO_BROKER
+
+    return f"no Kafka broker answers at {config.get('bootstrap.servers')}: {NO_BROKER}"
+
+
+def _offline_lag(
+    spec: StreamSpec,
+    *,
+    delta_root: str,
+    lance_root: str,
+    storage_options: Mapping[str, str] | None,
+    now: datetime | None,
+    error: str,
+) -> StreamLag:
+    from freshlake.lag import newest_current_event_time, newest_searchable_event_time
+
+    if spec.document is not None:
+        newest = newest_searchable_event_time(
+            lance_uri=lance_root, stream=spec.name, storage_options=storage_options
+        )
+        source = "lancedb"
+    else:
+        newest = newest_current_event_time(
+            f"{delta_root}/{spec.name}/current", storage_options=storage_options
+        )
+        source = "delta-current"
+    return StreamLag(
+        stream=spec.name,
+        topic=spec.topic,
+        measured_at=now or _now(),
+        newest_event_time=newest,
+        event_time_source=source if newest is not None else "none",
+        error=error,
+    )
+
+
+def _now() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)
 
 
 def exit_code(statuses: Sequence[StreamStatus]) -> int:

@@ -10,12 +10,14 @@ import sys
 from collections.abc import Callable, Sequence
 
 from freshlake.cli import alerts, broker, dev, embedder, init, search, serve, status, trace
-from freshlake.cli.args import Parser, UsageError
+from freshlake.cli.args import Parser, UsageError, use_running_dev
 from freshlake.errors import FreshlakeError
 
 log = logging.getLogger("freshlake")
 
 COMMANDS = (init, broker, dev, embedder, search, serve, status, trace, alerts)
+# Commands that read the running stack: they find what `freshlake dev` started (dev.json).
+CLIENT_COMMANDS = frozenset({"search", "serve", "status", "trace", "alerts", "reset"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
+        if args.command in CLIENT_COMMANDS:
+            use_running_dev()
         return func(args)
     except UsageError as exc:
         print(f"freshlake {args.command}: {exc}", file=sys.stderr)

@@ -12,6 +12,7 @@ import threading
 from typing import NoReturn
 
 from freshlake.config import STREAMS_ENV, StreamsConfig, load_streams
+from freshlake.dev import NO_BROKER
 from freshlake.errors import FreshlakeConfigError
 
 
@@ -107,3 +108,26 @@ def stop_on_signal() -> threading.Event:
 def wait_for_signal() -> None:
     """Block until SIGINT or SIGTERM."""
     stop_on_signal().wait()
+
+
+def kafka_config(bootstrap: str | None) -> dict[str, object]:
+    """librdkafka settings from `--bootstrap`, `$KAFKA_*` or the running `freshlake dev`; without
+    any of them one message that says how to get one (never "start the broker", "unset it")."""
+    from freshlake.kafka.connection import client_config
+    from freshlake.settings import bootstrap_servers
+
+    if not bootstrap and bootstrap_servers() is None:
+        msg = f"no Kafka address and no running `freshlake dev` here: {NO_BROKER}"
+        raise FreshlakeConfigError(msg)
+    return client_config(bootstrap=bootstrap)
+
+
+def use_running_dev() -> None:
+    """Take the addresses of the `freshlake dev` on this `$FRESHLAKE_HOME` for every variable
+    that is unset (broker, warm embedder, DAGSTER_HOME, streams file)."""
+    import os
+
+    from freshlake.dev import apply_dev_state
+    from freshlake.settings import data_paths
+
+    apply_dev_state(os.environ, home=data_paths().home)

@@ -1,7 +1,7 @@
 """`freshlake status`: per stream, offsets, lag and SLO state; exit 1 when any stream fails its SLO.
 
 Reads the stores from `store_roots()` (`FRESHLAKE_HOME`, `FRESHLAKE_DELTA_URI`,
-`FRESHLAKE_LANCE_URI`) and Kafka from `KAFKA_*` (or `--bootstrap`).
+`FRESHLAKE_LANCE_URI`) and Kafka from `--bootstrap`, `KAFKA_*`, or the running `freshlake dev`.
 """
 
 from __future__ import annotations
@@ -39,13 +39,13 @@ def run_status(
     now: datetime | None = None,
 ) -> int:
     """Print each stream's lag and SLO state; 1 when any fails its SLO."""
-    from freshlake.kafka.connection import client_config
+    from freshlake.cli.args import kafka_config
     from freshlake.settings import store_roots
     from freshlake.status import exit_code, last_runs_from_dagster, render, render_json, status_report
 
     delta_root, lance_root = store_roots()
     statuses = status_report(
-        kafka_config=client_config(bootstrap=bootstrap),
+        kafka_config=kafka_config(bootstrap),
         delta_root=delta_root,
         lance_root=lance_root,
         specs=specs,

@@ -32,14 +32,14 @@ def run_trace(
     Each Kafka offset is re-read from the broker to confirm it; without a reachable broker the
     chain still prints from Delta alone.
     """
+    from freshlake.cli.args import kafka_config
     from freshlake.errors import FreshlakeConfigError
-    from freshlake.kafka.connection import client_config
     from freshlake.settings import store_roots
     from freshlake.trace import trace
 
     delta_root, lance_root = store_roots()
     try:
-        kafka = client_config(bootstrap=bootstrap)
+        kafka = kafka_config(bootstrap)
     except FreshlakeConfigError:
         kafka = None
     report = trace(
