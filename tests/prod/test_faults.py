@@ -17,8 +17,9 @@ from tests.prod.helpers import Producer, current_state, flights_spec, lake_table
 
 pytestmark = pytest.mark.timeout(240)
 
-# Not yet passing reliably on the shared 2-core machine (the in-process OutageFront and the
-# ingest loop starve each other; see the report of issue 15): run with FRESHLAKE_PROD_FAULTS=1.
+# Not yet passing here: lake requests through the in-process OutageFront time out under load
+# (its threads share the test's GIL; it should be its own process, like the gateway), so these
+# fail on that stand-in, not on freshlake. Opt in with FRESHLAKE_PROD_FAULTS=1.
 faults = pytest.mark.skipif(
     not os.environ.get("FRESHLAKE_PROD_FAULTS"), reason="set FRESHLAKE_PROD_FAULTS=1 (not yet stable here)"
 )
@@ -172,7 +173,6 @@ def dataclasses_replace_raw(tables, raw_uri):
     return dataclasses.replace(tables, raw=raw_uri)
 
 
-@faults
 def test_embedder_killed_and_restarted_mid_run(prod_stack, tmp_path) -> None:
     import numpy as np
 
