@@ -101,7 +101,12 @@ def build_raw_assets(spec: StreamSpec) -> dg.AssetsDefinition:
             f"{spec.name}: read {result.messages_read}, wrote {result.rows_written}, "
             f"quarantined {result.rows_quarantined}, lag {result.consumer_lag}"
         )
-        metadata = ingest_metadata(spec, result)
+        metadata = ingest_metadata(
+            spec,
+            result,
+            quarantine_uri=storage.delta_uri(spec, "quarantine"),
+            storage_options=storage.storage_options,
+        )
         # Rows whose message time falls in another partition (a run just after midnight, a
         # producer's late timestamp) mark that partition materialized too.
         partitioned = context.has_partition_key or context.has_partition_key_range
@@ -113,9 +118,12 @@ def build_raw_assets(spec: StreamSpec) -> dg.AssetsDefinition:
     return _raw
 
 
-def ingest_metadata(spec: StreamSpec, result) -> dict[dg.AssetKey, dict]:
+def ingest_metadata(
+    spec: StreamSpec, result, *, quarantine_uri: str | None = None, storage_options=None
+) -> dict[dg.AssetKey, dict]:
     """Raw's and quarantine's metadata of one ingest (`freshlake.ingest.raw.IngestResult`): a
-    run's, or one micro-batch of a streaming run."""
+    run's, or one micro-batch of a streaming run. With `quarantine_uri`, quarantine's also carry
+    the table's total and the error classes of what this ingest quarantined."""
     now = datetime.now(UTC)
     event_lag = (now - result.newest_event_time).total_seconds() if result.newest_event_time else None
     ranges_text = ", ".join(f"p{r.partition}: {r.start}-{r.end}" for r in result.ranges) or "none"
@@ -140,7 +148,63 @@ def ingest_metadata(spec: StreamSpec, result) -> dict[dg.AssetKey, dict]:
     quarantine_metadata: dict = {"rows_quarantined": result.rows_quarantined}
     if result.quarantine_version is not None:
         quarantine_metadata["delta_version"] = result.quarantine_version
+    if quarantine_uri is not None:
+        quarantine_metadata.update(
+            quarantine_table_metadata(
+                quarantine_uri,
+                storage_options=storage_options,
+                ranges=result.ranges if result.rows_quarantined else (),
+            )
+        )
     return {raw_key(spec): metadata, quarantine_key(spec): quarantine_metadata}
+
+
+def quarantine_table_metadata(uri: str, *, storage_options=None, ranges=()) -> dict:
+    """`rows_quarantined_total` (from the Delta log's file stats: no data read) and, for the
+    offsets of `ranges`, `error_classes` (class x count) and `latest_error` (the newest reason)."""
+    import pyarrow.compute as pc
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        table = DeltaTable(uri, storage_options=dict(storage_options or {}))
+    except TableNotFoundError:
+        return {}
+    out: dict = {}
+    counts = pa.table(table.get_add_actions(flatten=True)).column("num_records")
+    if counts.null_count == 0:  # stats missing: the total is unknown, so left out
+        out["rows_quarantined_total"] = int(pc.sum(counts).as_py() or 0)
+    wanted = None
+    for r in ranges:
+        one = (
+            (pc.field("kafka_partition") == r.partition)
+            & (pc.field("kafka_offset") >= r.start)
+            & (pc.field("kafka_offset") < r.end)
+        )
+        wanted = one if wanted is None else wanted | one
+    if wanted is None:
+        return out
+    rows = table.to_pyarrow_dataset().to_table(
+        columns=["kafka_partition", "kafka_offset", "error_class", "error_message"], filter=wanted
+    )
+    if rows.num_rows:
+        classes = rows.group_by("error_class").aggregate([("error_class", "count")])
+        pairs = sorted(
+            zip(
+                classes.column("error_class").to_pylist(),
+                classes.column("error_class_count").to_pylist(),
+                strict=True,
+            ),
+            key=lambda kv: -kv[1],
+        )
+        out["error_classes"] = ", ".join(f"{name} x{n}" for name, n in pairs)
+        newest = rows.sort_by([("kafka_offset", "descending")]).slice(0, 1).to_pylist()[0]
+        message = newest["error_message"] or ""
+        out["latest_error"] = (
+            f"p{newest['kafka_partition']}@{newest['kafka_offset']} {newest['error_class']}: "
+            + (message if len(message) <= 200 else message[:197] + "...")
+        )
+    return out
 
 
 def _reingest(
@@ -165,12 +229,20 @@ def _reingest(
         "rows_replaced": result.rows_replaced,
         "rows_quarantined": result.rows_quarantined,
         "offset_ranges": ranges_text,
-        "delta_version": result.raw_version if result.raw_version is not None else -1,
         "seconds": round(result.seconds, 3),
     }
+    if result.raw_version is not None:  # unknown values are left out, never a sentinel
+        raw_metadata["delta_version"] = result.raw_version
     quarantine_metadata: dict = {"rows_quarantined": result.rows_quarantined}
     if result.quarantine_version is not None:
         quarantine_metadata["delta_version"] = result.quarantine_version
+    quarantine_metadata.update(
+        quarantine_table_metadata(
+            storage.delta_uri(spec, "quarantine"),
+            storage_options=storage.storage_options,
+            ranges=result.ranges if result.rows_quarantined else (),
+        )
+    )
     yield from _results(context, {raw_key(spec): raw_metadata, quarantine_key(spec): quarantine_metadata})
 
 

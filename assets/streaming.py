@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 
 import dagster as dg
 
-from freshlake.assets.checks import lag_evaluations
+from freshlake.assets.checks import lag_evaluations, quarantine_evaluations
 from freshlake.assets.keys import current_key, embeddings_key, quarantine_key, raw_key
 from freshlake.assets.partitions import current_partition
 from freshlake.assets.processed import fold_metadata, sync_metadata
@@ -57,10 +57,10 @@ def build_streaming_job(spec: StreamSpec) -> dg.JobDefinition:
                 yield from batch_materializations(spec, report, model=model)
                 last = report
                 if time.monotonic() - checked >= CHECK_EVERY_S:
-                    yield from check_evaluations(spec, report)
+                    yield from check_evaluations(spec, report, storage=storage)
                     checked, last = time.monotonic(), None
             if last is not None:  # the final state, whenever the run ends
-                yield from check_evaluations(spec, last)
+                yield from check_evaluations(spec, last, storage=storage)
         context.log.info(f"{spec.name}: {run.batches_done} batches; ended: {run.stopped_by}")
         if run.stopped_by == "stopped":
             raise dg.DagsterExecutionInterruptedError(f"{spec.name}: stopped between batches")
@@ -111,8 +111,11 @@ def batch_materializations(spec: StreamSpec, report, *, model) -> Iterator[dg.As
         )
 
 
-def check_evaluations(spec: StreamSpec, report) -> Iterator[dg.AssetCheckEvaluation]:
-    """The lag checks, judged on what the batch saw: no extra watermark read or table scan."""
+def check_evaluations(
+    spec: StreamSpec, report, *, storage: StorageResource | None = None
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """The lag checks, judged on what the batch saw: no extra watermark read or table scan; with
+    `storage`, the quarantine check too (a scan of the window's rows)."""
     from freshlake.lag import StreamLag
 
     ingest = report.ingest
@@ -128,7 +131,10 @@ def check_evaluations(spec: StreamSpec, report) -> Iterator[dg.AssetCheckEvaluat
         if report.newest_searchable is not None
         else "none",
     )
-    for key, kwargs in lag_evaluations(spec, lag).items():
+    evaluations = lag_evaluations(spec, lag)
+    if storage is not None:
+        evaluations.update(quarantine_evaluations(spec, storage=storage, now=report.finished_at))
+    for key, kwargs in evaluations.items():
         yield dg.AssetCheckEvaluation(asset_key=key.asset_key, check_name=key.name, blocking=False, **kwargs)
 
 

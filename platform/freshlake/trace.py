@@ -2,11 +2,14 @@
 
 chunk (LanceDB) -> current row (Delta, its version) -> raw row (Delta, found by
 topic/partition/offset, with the commit that added it) -> Kafka coordinates and message time,
-optionally re-read from the broker to prove the offset still holds that message.
+optionally re-read from the broker to prove the offset still holds that message. A message that
+failed to parse is found in `<stream>/quarantine` by its Kafka key or its offset (`p0@703`), with
+the reason it was refused.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +51,17 @@ CURRENT_COLUMNS = (
     "ingested_at",
 )
 RAW_COLUMNS = ("kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "key", "event_time")
+QUARANTINE_COLUMNS = (
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "kafka_key",
+    "kafka_timestamp",
+    "error_class",
+    "error_message",
+    "ingested_at",
+)
+OFFSET_TARGET = re.compile(r"^p?(\d+)@(\d+)$")  # p0@703: partition 0, offset 703
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,10 +86,11 @@ class TraceReport:
     current: dict[str, Any] | None = None
     current_table_version: int | None = None
     sources: list[SourceTrace] = field(default_factory=list)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)  # refused messages, newest first
 
     @property
     def found(self) -> bool:
-        return bool(self.chunks or self.current or self.sources)
+        return bool(self.chunks or self.current or self.sources or self.quarantined)
 
     def source_for(self, chunk: Mapping[str, Any]) -> SourceTrace | None:
         coords = (chunk["source_topic"], chunk["source_partition"], chunk["source_offset"])
@@ -84,7 +99,16 @@ class TraceReport:
     def render(self) -> str:
         lines = [f"{self.stream} / {self.key}"]
         if not self.found:
-            return lines[0] + ": not found in LanceDB, current or raw"
+            return lines[0] + ": not found in LanceDB, current, raw or quarantine"
+        for q in self.quarantined:
+            lines.append(
+                f"  QUARANTINED kafka {q['kafka_topic']}[{q['kafka_partition']}]@{q['kafka_offset']} "
+                f"at {q['kafka_timestamp']} (ingested {q['ingested_at']}): {q['error_class']}: "
+                f"{q['error_message']}"
+            )
+        if self.quarantined and not (self.chunks or self.current or self.sources):
+            lines.append("  (refused at ingest: fix the producer or the stream's fields, then backfill)")
+            return "\n".join(lines)
         for chunk in self.chunks:
             text = chunk["text"] if len(chunk["text"]) <= 80 else chunk["text"][:77] + "..."
             lines += [
@@ -150,6 +174,17 @@ def trace(
     """
     from freshlake.delta.tables import open_table
 
+    offset_target = OFFSET_TARGET.match(chunk_id_or_key) if stream is not None else None
+    if offset_target is not None:
+        return _trace_offset(
+            stream=split_target(chunk_id_or_key, stream=stream, specs=specs)[0],
+            partition=int(offset_target.group(1)),
+            offset=int(offset_target.group(2)),
+            delta_root=delta_root,
+            storage_options=storage_options,
+            specs=specs,
+            kafka_config=kafka_config,
+        )
     name, key = split_target(chunk_id_or_key, stream=stream, specs=specs)
     spec = next(s for s in specs if s.name == name)
     chunks, lance_version = ([], None)
@@ -196,7 +231,81 @@ def trace(
         current=current,
         current_table_version=current_version,
         sources=list(seen.values()),
+        quarantined=_quarantined(f"{delta_root}/{name}/quarantine", options=storage_options, key=key),
     )
+
+
+def _trace_offset(
+    *,
+    stream: str,
+    partition: int,
+    offset: int,
+    delta_root: str,
+    storage_options: Mapping[str, str] | None,
+    specs: Sequence[StreamSpec],
+    kafka_config: Mapping[str, object] | None,
+) -> TraceReport:
+    """One Kafka offset: the raw row it became, or the quarantine row that says why not."""
+    from freshlake.delta.tables import open_table
+
+    spec = next(s for s in specs if s.name == stream)
+    raw = open_table(f"{delta_root}/{stream}/raw", storage_options=storage_options)
+    source = _raw_source(raw, topic=spec.topic, partition=partition, offset=offset, version_hint=None)
+    if kafka_config is not None:
+        source = _check_broker(source, kafka_config)
+    quarantined = _quarantined(
+        f"{delta_root}/{stream}/quarantine", options=storage_options, partition=partition, offset=offset
+    )
+    key = source.raw_row["key"] if source.raw_row else f"p{partition}@{offset}"
+    sources = [source] if source.raw_row is not None or not quarantined else []
+    return TraceReport(stream=stream, key=key, sources=sources, quarantined=quarantined)
+
+
+def _quarantined(
+    uri: str,
+    *,
+    options: Mapping[str, str] | None,
+    key: str | None = None,
+    partition: int | None = None,
+    offset: int | None = None,
+) -> list[dict[str, Any]]:
+    """Quarantine rows at (partition, offset), or whose Kafka key is `key` (as sent, or a JSON key
+    holding it, e.g. Debezium's `{"id": 7}`), newest first."""
+    from freshlake.delta.tables import open_table
+
+    table = open_table(uri, storage_options=options)
+    if table is None:
+        return []
+    if offset is not None:
+        flt = (pc.field("kafka_partition") == partition) & (pc.field("kafka_offset") == offset)
+        rows = table.to_pyarrow_dataset().to_table(columns=list(QUARANTINE_COLUMNS), filter=flt).to_pylist()
+    else:
+        rows = [
+            r
+            for r in table.to_pyarrow_table(columns=list(QUARANTINE_COLUMNS)).to_pylist()
+            if _key_matches(r["kafka_key"], key or "")
+        ]
+    for r in rows:
+        r["kafka_key"] = None if r["kafka_key"] is None else r["kafka_key"].decode("utf-8", "replace")
+    return sorted(rows, key=lambda r: (r["ingested_at"], r["kafka_offset"]), reverse=True)
+
+
+def _key_matches(raw: bytes | None, key: str) -> bool:
+    if raw is None or not key:
+        return False
+    text = raw.decode("utf-8", "replace")
+    if text in (key, f'"{key}"'):
+        return True
+    import json
+
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return False
+    if isinstance(parsed, dict):
+        parsed = parsed.get("payload", parsed)
+    values = parsed.values() if isinstance(parsed, dict) else [parsed]
+    return any(str(v) == key for v in values if not isinstance(v, (dict, list)))
 
 
 def _chunks(

@@ -56,5 +56,6 @@ def test_every_batch_is_a_materialization_of_every_layer(kafka_config, tmp_path)
     assert sum(m["chunks_embedded"].value for m in embedded) == 60
     assert all(m["lance_version"].value >= 0 and "event_time_lag_seconds" in m for m in embedded)
     checks = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    assert {e.event_specific_data.check_name for e in checks} == {"consumer_lag", "event_time_lag"}
+    names = {e.event_specific_data.check_name for e in checks}
+    assert names == {"consumer_lag", "event_time_lag", "quarantine"}
     assert len(world.rows("flights")) == 60

@@ -16,6 +16,7 @@ from freshlake.assets.checks import (
     consumer_lag_check_key,
     event_time_lag_check_key,
     lag_evaluations,
+    quarantine_check_key,
 )
 from freshlake.components.stream import build_stream_definitions
 from freshlake.lag import StreamLag
@@ -66,7 +67,12 @@ def test_check_keys_target_raw_and_the_searchable_asset() -> None:
     feedback = demo_stream("feedback")  # not embedded: event-time lag is checked on raw
     assert event_time_lag_check_key(feedback).asset_key == dg.AssetKey(["feedback", "raw"])
     (checks,) = build_lag_checks(SPEC)
-    assert set(checks.check_keys) == {consumer_lag_check_key(SPEC), event_time_lag_check_key(SPEC)}
+    assert set(checks.check_keys) == {
+        consumer_lag_check_key(SPEC),
+        event_time_lag_check_key(SPEC),
+        quarantine_check_key(SPEC),
+    }
+    assert quarantine_check_key(SPEC).asset_key == dg.AssetKey(["flights", "quarantine"])
     assert not any(spec.blocking for spec in checks.check_specs)
 
 
@@ -90,18 +96,20 @@ def test_check_op_fails_consumer_lag_when_kafka_is_unreachable(resources) -> Non
     (checks,) = build_lag_checks(SPEC)
     results = list(checks(dg.build_asset_check_context(resources=resources)))
     by_name = {r.check_name: r for r in results}
-    assert set(by_name) == {"consumer_lag", "event_time_lag"}
+    assert set(by_name) == {"consumer_lag", "event_time_lag", "quarantine"}
+    assert by_name["quarantine"].passed  # no quarantine table yet: nothing refused
     assert not by_name["consumer_lag"].passed
     assert "Kafka unreadable" in by_name["consumer_lag"].description
     assert by_name["event_time_lag"].passed  # nothing searchable yet: unknown, not failing
-    assert by_name["event_time_lag"].metadata["event_time_lag_seconds"].value == -1.0
+    assert "event_time_lag_seconds" not in by_name["event_time_lag"].metadata  # unknown: left out
 
 
 def test_sensor_reports_runless_check_evaluations(resources) -> None:
     result = evaluate(SPEC, **resources)
     assert not result.run_requests
     assert {(e.asset_key, e.check_name) for e in result.asset_events} == {
-        (k.asset_key, k.name) for k in (consumer_lag_check_key(SPEC), event_time_lag_check_key(SPEC))
+        (k.asset_key, k.name)
+        for k in (consumer_lag_check_key(SPEC), event_time_lag_check_key(SPEC), quarantine_check_key(SPEC))
     }
     assert all(isinstance(e, dg.AssetCheckEvaluation) for e in result.asset_events)
     sensor = build_lag_sensor(SPEC)

@@ -11,8 +11,12 @@ from freshlake.streams import StreamSpec
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("trace", help="provenance of a chunk or key, back to its Kafka offset")
-    parser.add_argument("target", help="a chunk id (stream:key:index) or a key (with --stream)")
-    parser.add_argument("--stream", metavar="NAME", help="the stream of a bare key")
+    parser.add_argument(
+        "target",
+        help="a chunk id (stream:key:index), or with --stream a key or a Kafka offset (p0@703: "
+        "partition 0, offset 703); quarantined messages are found too, with the reason",
+    )
+    parser.add_argument("--stream", metavar="NAME", help="the stream of a bare key or offset")
     parser.add_argument("--bootstrap", help="HOST:PORT to re-read the offset from (optional)")
     add_streams_option(parser)
     parser.set_defaults(func=run)
