@@ -55,13 +55,14 @@ def _delta_metadata(result, config: DeltaMaintenanceConfig) -> dict[str, object]
         "bytes_after": result.bytes_after,
         "files_vacuumed": vacuum.files_vacuumed,
         "retention_hours": config.retention_hours,
-        "delta_version": vacuum.version if vacuum.version is not None else -1,
         "compaction_seconds": round(compaction.seconds, 3),
         "vacuum_seconds": round(vacuum.seconds, 3),
     }
     if result.read_seconds_before is not None:
         metadata["read_seconds_before"] = round(result.read_seconds_before, 4)
         metadata["read_seconds_after"] = round(result.read_seconds_after, 4)
+    if vacuum.version is not None:  # unknown: left out, never -1
+        metadata["delta_version"] = vacuum.version
     if vacuum.skipped:
         metadata["vacuum_skipped"] = vacuum.skipped
     return metadata

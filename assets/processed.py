@@ -110,7 +110,7 @@ def build_embeddings_asset(spec: StreamSpec, *, model_code: str = DEFAULT_MODEL_
 
 def fold_metadata(result) -> dict:
     """`current`'s metadata of one fold (`freshlake.delta.current.FoldResult`)."""
-    return {
+    metadata = {
         "raw_rows_folded": result.raw_rows,
         "keys_upserted": result.keys_upserted,
         "keys_deleted": result.keys_deleted,
@@ -119,15 +119,16 @@ def fold_metadata(result) -> dict:
         "version_ties": result.version_ties,  # equal order in two partitions: (partition, offset)
         "rows_unordered": result.rows_unordered,  # tombstones: ordered by their partition
         "raw_versions": "none" if result.raw_versions is None else "{}-{}".format(*result.raw_versions),
-        "delta_version": result.current_version if result.current_version is not None else -1,
+        "delta_version": result.current_version,
         "seconds": round(result.seconds, 3),
     }
+    return {k: v for k, v in metadata.items() if v is not None}  # unknown: left out, never -1
 
 
 def sync_metadata(result, *, model, keys=None) -> dict:
     """The embeddings' metadata of one pass (`freshlake.lance.sync.SyncResult`) by `model`;
     `keys`: the documents a backfill re-derived."""
-    return {
+    metadata = {
         "keys_upserted": result.keys_upserted,
         "keys_deleted": result.keys_deleted,
         "chunks_total": result.chunks_total,
@@ -137,11 +138,12 @@ def sync_metadata(result, *, model, keys=None) -> dict:
         "rows_deleted": result.rows_deleted,
         "embed_seconds": round(result.embed_seconds, 3),
         "embed_rate_chunks_per_s": round(result.embed_rate, 1),
-        "lance_version": result.lance_version if result.lance_version is not None else -1,
-        "current_version": result.current_version if result.current_version is not None else -1,
+        "lance_version": result.lance_version,
+        "current_version": result.current_version,
         "model": f"{model.model_name}@{model.model_version}",
         "lance_table": result.table_name,
         "table_swapped_in": result.swapped,
-        "backfill_keys": -1 if keys is None else len(keys),
+        "backfill_keys": None if keys is None else len(keys),
         **_lag(result.newest_event_time),
     }
+    return {k: v for k, v in metadata.items() if v is not None}  # unknown: left out, never -1
