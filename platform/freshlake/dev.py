@@ -3,7 +3,9 @@
 Broker (child, dies with us), warm embedder, `dagster dev` (webserver + daemon, in its own process
 group so the whole group is stopped together) and an optional producer command. Every process
 gets the streams file as `FRESHLAKE_STREAMS`, so the code location, the sensors and the CLI read
-the same streams.
+the same streams. Their output goes to `$FRESHLAKE_HOME/logs/<name>.log`; the terminal gets the
+up line, one line per failed run or page (`freshlake.devwatch`) and the stop line. The addresses
+chosen are in `$FRESHLAKE_HOME/dev.json` while it runs, for the CLI.
 """
 
 from __future__ import annotations
@@ -132,6 +134,9 @@ def run_dev(
     dagster: subprocess.Popen[bytes] | None = None
     producing: subprocess.Popen[bytes] | None = None
     state_path: Path | None = None
+    watcher = None
+    logs = paths.logs
+    started = time.time()
     try:
         bootstrap = bootstrap_servers()
         if bootstrap is None:
@@ -148,6 +153,7 @@ def run_dev(
             embedder = subprocess.Popen(
                 [sys.executable, "-m", "freshlake.cli", "embedder", "--port", str(embed_port)],
                 stdin=subprocess.DEVNULL,
+                **_log_to(logs, "embedder"),
                 preexec_fn=die_with_parent(sig=signal.SIGTERM),
             )
         env = {
@@ -178,12 +184,13 @@ def run_dev(
             cwd=workspace_path.parent,
             env=env,
             stdin=subprocess.DEVNULL,
+            **_log_to(logs, "dagster"),  # its event stream, warnings and tracebacks: a file
             start_new_session=True,  # its own group: we stop webserver + daemon together
             preexec_fn=die_with_parent(sig=signal.SIGINT),  # and it stops cleanly if we die
         )
         _wait_for_http(url=f"{embedder_url}/health", timeout=EMBEDDER_READY_TIMEOUT_S, stop=stop)
         if producer and not stop.is_set():
-            producing = _start_producer(producer, env=env)
+            producing = _start_producer(producer, env=env, logs=logs)
         url = f"http://127.0.0.1:{ui_port}"
         ui_up = _wait_for_http(
             url=f"{url}/server_info", timeout=UI_READY_TIMEOUT_S, stop=stop, process=dagster
@@ -202,26 +209,43 @@ def run_dev(
             )
             print(
                 f"freshlake is up: Dagster UI {url}  broker {bootstrap}  embedder {embedder_url}"
-                f"  data {paths.home}"
+                f"  data {paths.home}  logs {paths.logs}"
                 "  (Ctrl-C stops everything)",
                 flush=True,
             )
+            from freshlake.devwatch import Watcher
+
+            watcher = Watcher(
+                dagster_home=paths.dagster, streams=streams.streams, ui_url=url, say=_say, since=started
+            )
+            threading.Thread(target=watcher.run, args=(stop,), name="devwatch", daemon=True).start()
         producer_ended = False
         while not stop.is_set() and dagster.poll() is None:
             if producing is not None and not producer_ended and producing.poll() is not None:
                 producer_ended = True  # a --count producer ends by design; the platform keeps going
                 log.log(
                     logging.WARNING if producing.returncode else logging.INFO,
-                    "producer exited with code %s",
+                    "producer exited with code %s (its output: %s)",
                     producing.returncode,
+                    logs / "producer.log",
                 )
             stop.wait(0.5)
         if dagster.poll() is not None and not stop.is_set():
-            msg = f"dagster dev exited with code {dagster.returncode}; see its output above"
+            path = logs / "dagster.log"
+            msg = f"dagster dev exited with code {dagster.returncode}; its log {path} ends:\n{_tail(path)}"
             raise FreshlakeError(msg)
         return 0
     finally:
         stop.set()
+        if watcher is not None and dagster is not None and dagster.poll() is None:
+            print(
+                "freshlake stopping: cancelling runs, then Dagster, the embedder and the broker", flush=True
+            )
+            try:
+                if line := watcher.cancel_runs():
+                    print(line, flush=True)
+            except Exception as exc:  # stopping must go on
+                log.debug("cancelling runs failed: %s", exc)
         if dagster is not None:
             _stop_group(dagster)
         if producing is not None:
@@ -235,10 +259,34 @@ def run_dev(
         print("freshlake stopped", flush=True)
 
 
-def _start_producer(argv: Sequence[str], *, env: dict[str, str]) -> subprocess.Popen[bytes]:
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _log_to(logs: Path, name: str) -> dict[str, Any]:
+    """Popen arguments sending stdout and stderr to `logs/<name>.log` (appended, marked per start)."""
+    path = logs / f"{name}.log"
+    handle = path.open("ab")
+    handle.write(f"\n==== freshlake dev started {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n".encode())
+    handle.flush()
+    return {"stdout": handle, "stderr": subprocess.STDOUT}
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _start_producer(argv: Sequence[str], *, env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
     try:
         return subprocess.Popen(
-            argv, env=env, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent(sig=signal.SIGTERM)
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            **_log_to(logs, "producer"),
+            preexec_fn=die_with_parent(sig=signal.SIGTERM),
         )
     except OSError as exc:
         msg = f"cannot start the producer {shlex.join(argv)!r}: {exc.strerror}; check --producer"

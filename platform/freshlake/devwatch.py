@@ -1,0 +1,173 @@
+"""What `freshlake dev` prints while it runs: one line per failed run and per page, nothing routine.
+
+Dagster's own output goes to `$FRESHLAKE_HOME/logs/dagster.log`; this reads the instance instead
+(run records, the check and freshness states the alert sensor pages on, decided the same way, so
+the terminal shows a page even where no alert target is configured). At Ctrl-C it cancels the
+runs in flight through Dagster (CANCELED, not a FAILURE that run retries would start again).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from freshlake.streams import StreamSpec
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 5.0
+CANCEL_WAIT_SECONDS = 15.0
+REASON_CHARS = 160
+
+
+class Watcher:
+    """Polls the Dagster instance of `dagster_home`; `say` gets each line to print."""
+
+    def __init__(
+        self,
+        *,
+        dagster_home: Path,
+        streams: Sequence[StreamSpec],
+        ui_url: str,
+        say: Callable[[str], None],
+        since: float | None = None,
+    ) -> None:
+        self.dagster_home, self.ui_url, self.say = dagster_home, ui_url, say
+        self.since = datetime.fromtimestamp(since or time.time(), tz=UTC)
+        self.asset_keys, self.check_keys = _watched(streams)
+        self.seen_runs: set[str] = set()
+        self.open_incidents: dict = {}
+        self._instance: Any = None
+
+    @property
+    def instance(self):
+        if self._instance is None:
+            from dagster import DagsterInstance
+
+            self._instance = DagsterInstance.from_config(str(self.dagster_home))
+        return self._instance
+
+    def poll(self) -> list[str]:
+        """New failed runs and page/resolve decisions since the last poll, as lines."""
+        return [*self._failed_runs(), *self._pages()]
+
+    def run(self, stop: threading.Event, *, interval: float = POLL_SECONDS) -> None:
+        while not stop.wait(interval):
+            try:
+                for line in self.poll():
+                    self.say(line)
+            except Exception as exc:  # the watcher is a convenience: never take dev down
+                log.debug("watcher poll failed: %s", exc)
+
+    def _failed_runs(self) -> list[str]:
+        from dagster import DagsterRunStatus, RunsFilter
+
+        records = self.instance.get_run_records(
+            filters=RunsFilter(statuses=[DagsterRunStatus.FAILURE], updated_after=self.since), limit=50
+        )
+        lines = []
+        for record in reversed(records):
+            run = record.dagster_run
+            if run.run_id in self.seen_runs:
+                continue
+            self.seen_runs.add(run.run_id)
+            lines.append(
+                f"run failed: {run.job_name} {run.run_id[:8]}: {self._reason(run.run_id)}"
+                f"  ({self.ui_url}/runs/{run.run_id})"
+            )
+        return lines
+
+    def _reason(self, run_id: str) -> str:
+        from dagster import DagsterEventType
+
+        records = self.instance.all_logs(
+            run_id, of_type={DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE}
+        )
+        for record in records:
+            event = record.dagster_event
+            data = getattr(event, "event_specific_data", None)
+            error = getattr(data, "error", None)
+            if error is not None and getattr(error, "message", None):
+                return _one_line(error.message)
+        if records and records[-1].dagster_event is not None:
+            return _one_line(records[-1].dagster_event.message or "failed")
+        return "failed"
+
+    def _pages(self) -> list[str]:
+        from freshlake.alerts import incidents
+        from freshlake.sensors.alerts import observe
+
+        observations = observe(self.instance, asset_keys=self.asset_keys, check_keys=self.check_keys)
+        notes = incidents.decide(self.open_incidents, observations)
+        self.open_incidents = incidents.apply(self.open_incidents, notes, now=time.time())
+        lines = []
+        for note in notes:
+            if note.action == "resolve":
+                lines.append(f"resolved: {note.asset} {note.condition} is {note.state} again")
+                continue
+            why = note.details.get("description") or note.details.get("since") or ""
+            lines.append(
+                f"page: {note.state} {note.asset} {note.condition}" + (f": {_one_line(why)}" if why else "")
+            )
+        return lines
+
+    def cancel_runs(self) -> str | None:
+        """Cancel every run still queued or in flight; wait for them to end. A line, or None."""
+        from dagster import DagsterRunStatus, RunsFilter
+
+        instance = self.instance
+        queued = instance.get_runs(
+            filters=RunsFilter(statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED])
+        )
+        for run in queued:
+            instance.report_run_canceled(run, message="freshlake dev stopped before this run started")
+        flying = instance.get_runs(
+            filters=RunsFilter(statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED])
+        )
+        for run in flying:
+            try:
+                instance.run_launcher.terminate(run.run_id)
+            except Exception as exc:  # its code server is gone: the group's SIGINT ends it
+                log.debug("terminate %s: %s", run.run_id, exc)
+        deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+        ids = [r.run_id for r in flying]
+        while ids and time.monotonic() < deadline:
+            ids = [i for i in ids if not (instance.get_run_by_id(i) or _Done).is_finished]
+            time.sleep(0.3)
+        if not (queued or flying):
+            return None
+        return f"cancelled {len(flying)} running and {len(queued)} queued runs" + (
+            f" ({len(ids)} still stopping)" if ids else ""
+        )
+
+
+class _Done:
+    is_finished = True
+
+
+def _watched(streams: Sequence[StreamSpec]) -> tuple[list, list]:
+    """What the alert sensor watches: freshness of each layer, and every check of the stream."""
+    from freshlake.assets.checks import (
+        consumer_lag_check_key,
+        event_time_lag_check_key,
+        quarantine_check_key,
+    )
+    from freshlake.assets.keys import current_key, embeddings_key, quarantine_key, raw_key
+
+    assets, checks = [], []
+    for spec in streams:
+        assets += [raw_key(spec), quarantine_key(spec), current_key(spec)]
+        if spec.document is not None:
+            assets.append(embeddings_key(spec))
+        checks += [consumer_lag_check_key(spec), event_time_lag_check_key(spec), quarantine_check_key(spec)]
+    return assets, checks
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= REASON_CHARS else line[: REASON_CHARS - 3] + "..."
