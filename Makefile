@@ -10,6 +10,8 @@ export DAGSTER_TELEMETRY_ENABLED := false
 # `make run` is the flight-assistant example; point these at your own streams file and producer.
 FRESHLAKE_STREAMS ?= examples/flight_assistant/streams.yaml
 PRODUCER ?= $(BIN)/python -m examples.flight_assistant.producer --rate 5
+# The Dagster UI's port: `make run PORT=3001` when 3000 is taken.
+PORT ?= 3000
 
 .PHONY: install run test test-fast lint format bench clean
 
@@ -23,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: install
-	$(BIN)/freshlake dev --streams "$(FRESHLAKE_STREAMS)" --producer "$(PRODUCER)"
+	$(BIN)/freshlake dev --port "$(PORT)" --streams "$(FRESHLAKE_STREAMS)" --producer "$(PRODUCER)"
 
 # Every tier: unit, integration (real broker), slow (real model) and e2e (daemon + UI).
 test: install lint
@@ -44,5 +46,7 @@ format: install
 bench: install
 	$(BIN)/python -m bench.ingest
 
+# Everything `make run` keeps (tables, offsets, Dagster runs, logs); `freshlake reset STREAM`
+# archives one stream's tables instead.
 clean:
 	rm -rf .freshlake .pytest_cache .ruff_cache

@@ -63,7 +63,10 @@ def run_search(
     try:
         result = searcher.search(query, mode=mode, k=k, where=where, chunks=chunks)  # type: ignore[arg-type]
     except FreshlakeSearchError as exc:
-        raise UsageError(str(exc)) from None
+        text = " ".join(str(exc).split())  # one line, whatever the table engine wrote
+        if "cannot be evaluated" in text and len(specs) > 1:
+            text += " (`--stream NAME`, repeatable, picks them)"
+        raise UsageError(text) from None
     if not any(f.rows for f in result.freshness.values()):
         msg = (
             f"no embedded data under {searcher.lance_root}: run `freshlake dev` (or materialize the "
