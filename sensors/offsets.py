@@ -67,7 +67,7 @@ def evaluate(
     streaming: bool = False,
 ) -> dg.SensorResult | dg.SkipReason:
     from freshlake.delta.tables import committed_offsets
-    from freshlake.ingest.plan import next_offsets, parse_run_key
+    from freshlake.ingest.plan import OffsetsWentBackwards, next_offsets, parse_run_key
     from freshlake.ingest.trigger import SensorCursor, decide
     from freshlake.kafka.consumer import topic_partitions, watermarks
 
@@ -95,7 +95,14 @@ def evaluate(
     committed = committed_offsets(
         tables.raw, topic=spec.topic, partitions=partitions, storage_options=tables.storage_options
     )
-    start = next_offsets(committed=committed, low=marks.low, high=marks.high, topic=spec.topic)
+    try:
+        start = next_offsets(committed=committed, low=marks.low, high=marks.high, topic=spec.topic)
+    except OffsetsWentBackwards as exc:  # fails the tick (loud in the UI), with the one way out
+        msg = (
+            f"{exc} To start {spec.name} over from the topic as it is now: stop freshlake dev, run "
+            f"`freshlake reset {spec.name}` (archives its tables under $FRESHLAKE_HOME/archive), start again."
+        )
+        raise OffsetsWentBackwards(msg) from None
     if streaming:
         from freshlake.assets.streaming import streaming_run_request
 

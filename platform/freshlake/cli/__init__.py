@@ -9,15 +9,15 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from freshlake.cli import alerts, broker, dev, embedder, init, search, serve, status, trace
+from freshlake.cli import alerts, broker, dev, embedder, init, reset, search, serve, status, trace
 from freshlake.cli.args import Parser, UsageError, use_running_dev
 from freshlake.errors import FreshlakeError
 
 log = logging.getLogger("freshlake")
 
-COMMANDS = (init, broker, dev, embedder, search, serve, status, trace, alerts)
+COMMANDS = (init, broker, dev, embedder, search, serve, status, trace, alerts, reset)
 # Commands that read the running stack: they find what `freshlake dev` started (dev.json).
-CLIENT_COMMANDS = frozenset({"search", "serve", "status", "trace", "alerts", "reset"})
+CLIENT_COMMANDS = frozenset({"search", "serve", "status", "trace", "alerts"})
 
 
 def build_parser() -> argparse.ArgumentParser:
