@@ -92,6 +92,8 @@ class Watcher:
             event = record.dagster_event
             data = getattr(event, "event_specific_data", None)
             error = getattr(data, "error", None)
+            while error is not None and getattr(error, "cause", None) is not None:
+                error = error.cause  # Dagster's wrapper first, the code's own error last
             if error is not None and getattr(error, "message", None):
                 return _one_line(error.message)
         if records and records[-1].dagster_event is not None:
