@@ -3,7 +3,10 @@ environment only while tests/prod runs (restored after, so other tiers never see
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,10 +20,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="package")
-def prod_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+def prod_stack() -> Iterator[object]:
     from freshlake.profiles.prod import ProdStack
 
-    stack = ProdStack(home=tmp_path_factory.mktemp("prod"))
+    # Not under tmp_path_factory: as root, PostgreSQL runs as `freshlake_pg`, which must traverse
+    # the folders above its data dir, and every pytest session (anyone's, on a shared machine)
+    # resets /tmp/pytest-of-root to 0700 at its start, locking a running server out of its files.
+    home = Path(tempfile.mkdtemp(prefix="freshlake-prod-"))
+    home.chmod(0o711)
+    stack = ProdStack(home=home)
     patch = pytest.MonkeyPatch()
     try:
         stack.start()
@@ -41,6 +49,7 @@ def prod_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
     finally:
         patch.undo()
         stack.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="package")

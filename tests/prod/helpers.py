@@ -92,6 +92,40 @@ def raw_rows(tables: RawTables) -> list[tuple[int, int, int]]:
     return [(r["kafka_partition"], r["kafka_offset"], r["version"]) for r in rows]
 
 
-def current_state(uri: str, options: dict[str, str]) -> dict[str, int]:
+def current_state(uri: str, options: dict[str, str]) -> dict[str, tuple[int, int]]:
+    """key -> the (partition, offset) its `current` row came from (`version` there is
+    freshlake's ordering key, not the event's field)."""
     table = open_table(uri, storage_options=options)
-    return {r["key"]: r["version"] for r in table.to_pyarrow_table(columns=["key", "version"]).to_pylist()}
+    columns = ["key", "source_partition", "source_offset"]
+    return {
+        r["key"]: (r["source_partition"], r["source_offset"])
+        for r in table.to_pyarrow_table(columns=columns).to_pylist()
+    }
+
+
+def log_events(config, topic: str) -> dict[tuple[int, int], int]:
+    """(partition, offset) -> event version of everything the broker holds for `topic`, read
+    from offset 0 to freshlake's fetch-derived watermarks (Tansu's ListOffsets lags on S3)."""
+    from confluent_kafka import TopicPartition
+
+    from freshlake.kafka.consumer import reader, watermarks
+
+    marks = watermarks(config, topic=topic)
+    pending = {p: high for p, high in marks.high.items() if high > marks.low[p]}
+    consumer = reader({**config, "group.id": "freshlake-prod-check"})
+    out: dict[tuple[int, int], int] = {}
+    try:
+        consumer.assign([TopicPartition(topic, p, marks.low[p]) for p in pending])
+        deadline = time.monotonic() + 60
+        while pending and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=1000, timeout=0.5):
+                if message.error() is not None:
+                    continue
+                p, offset = message.partition(), message.offset()
+                out[(p, offset)] = json.loads(message.value())["version"]
+                if p in pending and offset + 1 >= pending[p]:
+                    del pending[p]
+        assert not pending, f"could not read {topic} to its watermarks {marks.high}: {pending}"
+        return out
+    finally:
+        consumer.close()

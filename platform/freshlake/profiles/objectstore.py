@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -149,74 +147,72 @@ def start_object_store(*, log_path: Path, host: str = "127.0.0.1", port: int | N
 
 @dataclass(kw_only=True)
 class OutageFront:
-    """A TCP front for a service: `cut()` refuses and drops every connection, `restore()` serves
-    again on the same port. Clients point at `endpoint`; the service behind keeps its state."""
+    """A TCP front for a service (`freshlake.profiles.outage`, its own process so no caller's
+    GIL slows it): `cut()` refuses and resets every connection, `restore()` serves again on the
+    same port. Clients point at `endpoint`; the service behind keeps its state."""
 
     target: tuple[str, int]
     host: str = "127.0.0.1"
     port: int = 0
-    _listener: socket.socket | None = field(default=None, repr=False)
-    _open: set[socket.socket] = field(default_factory=set, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    log_path: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> OutageFront:
-        listener = socket.create_server((self.host, self.port), reuse_port=False)
-        self.port = listener.getsockname()[1]
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), name="outage-front", daemon=True).start()
+        from freshlake.kafka.broker import free_port
+
+        self.port = self.port or free_port(self.host)
+        err = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        try:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "freshlake.profiles.outage",
+                    "--listen",
+                    f"{self.host}:{self.port}",
+                    "--target",
+                    f"{self.target[0]}:{self.target[1]}",
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                preexec_fn=die_with_parent(sig=15),
+            )
+        finally:
+            if self.log_path:
+                err.close()
+        self._expect("front ready")
         return self
+
+    def _expect(self, text: str) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        line = self.process.stdout.readline().decode()
+        if text not in line:
+            msg = f"the outage front did not answer {text!r} (got {line!r}): see {self.log_path}"
+            raise FreshlakeConfigError(msg)
+
+    def _send(self, command: str) -> None:
+        assert self.process is not None and self.process.stdin is not None, "start() first"
+        self.process.stdin.write(f"{command}\n".encode())
+        self.process.stdin.flush()
+        self._expect(f"ok {command}")
 
     def cut(self) -> None:
         """From now on connections are refused and open ones reset."""
-        with self._lock:
-            listener, self._listener = self._listener, None
-            sockets, self._open = set(self._open), set()
-        if listener is not None:
-            listener.close()
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-                sock.close()
+        self._send("cut")
 
     def restore(self) -> None:
-        self.start()
+        self._send("restore")
 
-    stop = cut
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
+    def stop(self, *, timeout: float = 5.0) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
             try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                if self._listener is not listener:
-                    client.close()
-                    upstream.close()
-                    return
-                self._open.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._copy, args=(a, b), daemon=True).start()
-
-    def _copy(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(1 << 16):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-            with self._lock:
-                self._open.discard(source)
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=timeout)

@@ -243,7 +243,9 @@ class ProdStack:
             for bucket in (LAKE_BUCKET, BROKER_BUCKET):
                 self.store.create_bucket(bucket)
             self.store.check_conditional_put(LAKE_BUCKET)
-            self.lake_front = OutageFront(target=(self.store.host, self.store.port)).start()
+            self.lake_front = OutageFront(
+                target=(self.store.host, self.store.port), log_path=self.home / "logs" / "outage-front.log"
+            ).start()
             users = write_users(
                 self.home / "kafka-users.json", {KAFKA_USER: make_credential(self.kafka_password)}
             )
