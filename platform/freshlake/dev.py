@@ -207,10 +207,14 @@ def run_dev(
                     "logs": str(paths.logs),
                 },
             )
+            hint = (
+                "Enter: a status line, Ctrl-C stops everything"
+                if sys.stdin.isatty()
+                else "Ctrl-C stops everything"
+            )
             print(
                 f"freshlake is up: Dagster UI {url}  broker {bootstrap}  embedder {embedder_url}"
-                f"  data {paths.home}  logs {paths.logs}"
-                "  (Ctrl-C stops everything)",
+                f"  data {paths.home}  logs {paths.logs}  ({hint})",
                 flush=True,
             )
             from freshlake.devwatch import Watcher
@@ -219,6 +223,10 @@ def run_dev(
                 dagster_home=paths.dagster, streams=streams.streams, ui_url=url, say=_say, since=started
             )
             threading.Thread(target=watcher.run, args=(stop,), name="devwatch", daemon=True).start()
+            if sys.stdin.isatty():
+                threading.Thread(
+                    target=watcher.on_enter, args=(stop, sys.stdin), name="devstatus", daemon=True
+                ).start()
         producer_ended = False
         while not stop.is_set() and dagster.poll() is None:
             if producing is not None and not producer_ended and producing.poll() is not None:

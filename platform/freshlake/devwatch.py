@@ -118,6 +118,33 @@ class Watcher:
             )
         return lines
 
+    def status_line(self) -> str:
+        """One line on demand (Enter in the terminal): runs in flight, failures, open pages."""
+        from dagster import DagsterRunStatus, RunsFilter
+
+        flying = self.instance.get_runs(
+            filters=RunsFilter(
+                statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+            )
+        )
+        jobs = sorted({r.job_name for r in flying})
+        pages = sorted(f"{i.asset} {i.condition}" for i in self.open_incidents.values())
+        return (
+            f"status: {len(flying)} runs queued or running ({', '.join(jobs) or 'none'}); "
+            f"{len(self.seen_runs)} failed since start; pages open: {', '.join(pages) or 'none'} "
+            f"(`freshlake status` for lags, {self.ui_url})"
+        )
+
+    def on_enter(self, stop: threading.Event, lines) -> None:
+        """Print `status_line()` for every line typed (`lines`: the terminal's stdin)."""
+        for _ in iter(lines.readline, ""):
+            if stop.is_set():
+                return
+            try:
+                self.say(self.status_line())
+            except Exception as exc:
+                log.debug("status line failed: %s", exc)
+
     def cancel_runs(self) -> str | None:
         """Cancel every run still queued or in flight; wait for them to end. A line, or None."""
         from dagster import DagsterRunStatus, RunsFilter

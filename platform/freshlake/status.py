@@ -250,8 +250,10 @@ def render(statuses: Sequence[StreamStatus], *, colour: bool) -> str:
         if colour:
             cells[5] = COLOURS[s.verdict.state] + cells[5] + RESET
         lines.append("  ".join(cells).rstrip())
+    shared = set.intersection(*(set(s.verdict.reasons) for s in statuses)) if len(statuses) > 1 else set()
+    lines += [f"every stream: {reason}" for reason in sorted(shared)]  # a broker down: said once
     for s in statuses:
-        lines += [f"{s.spec.name}: {reason}" for reason in s.verdict.reasons]
+        lines += [f"{s.spec.name}: {reason}" for reason in s.verdict.reasons if reason not in shared]
     return "\n".join(lines)
 
 

@@ -47,6 +47,20 @@ def test_a_page_and_its_resolve_are_one_line_each(watcher: Watcher) -> None:
     assert watcher.poll() == []
 
 
+def test_the_status_line_on_demand(watcher: Watcher) -> None:
+    import io
+    import threading
+
+    report(watcher.instance, passed=False, description="1 of 150 messages quarantined")
+    watcher.poll()
+    said: list[str] = []
+    watcher.say = said.append
+    watcher.on_enter(threading.Event(), io.StringIO("\n\n"))  # Enter twice, then end of input
+    assert len(said) == 2
+    assert said[0].startswith("status: 0 runs queued or running (none); 0 failed since start; ")
+    assert "pages open: flights/quarantine quarantine" in said[0]
+
+
 def test_a_failed_run_is_one_line_with_its_reason_and_link(watcher: Watcher) -> None:
     instance = watcher.instance
 
