@@ -99,6 +99,8 @@ class Postgres:
         return self
 
     def start(self) -> Postgres:
+        """Start the server as our child. Call it from a thread that outlives the server: Linux
+        sends PR_SET_PDEATHSIG when the *thread* that started it exits."""
         run_as = _run_as()
         socket_dir = self.data_dir / "sockets"
         socket_dir.mkdir(exist_ok=True)
