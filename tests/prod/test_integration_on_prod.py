@@ -4,7 +4,6 @@ production-shaped profile: the SASL_SSL broker on durable storage, Delta and Lan
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,11 +31,6 @@ from tests.integration.test_processed import (
     World,
     test_nothing_changed_embeds_nothing_and_one_change_embeds_one_document,  # noqa: F401
     test_superseded_deleted_and_withdrawn_text_is_gone,  # noqa: F401
-)
-
-# Written, not yet run to green here (time): opt in with FRESHLAKE_PROD_FAULTS=1.
-pytestmark = pytest.mark.skipif(
-    not os.environ.get("FRESHLAKE_PROD_FAULTS"), reason="set FRESHLAKE_PROD_FAULTS=1 (not yet run green)"
 )
 
 
@@ -85,11 +79,10 @@ def instance(prod_stack, tmp_path: Path) -> Iterator[dg.DagsterInstance]:
     url = prod_stack.postgres.create_database(f"t{uuid.uuid4().hex[:12]}")
     home = tmp_path / "dagster"
     write_dagster_yaml(dagster_home=home)
-    text = (home / "dagster.yaml").read_text()
     pg = url.replace("postgresql://", "postgresql+psycopg2://", 1)
-    (home / "dagster.yaml").write_text(text.replace("      env: FRESHLAKE_DAGSTER_PG_URL", f"      {pg}"))
-    (home / "dagster.yaml").write_text(
-        (home / "dagster.yaml").read_text().replace("postgres_url:\n      " + pg, f"postgres_url: {pg}")
+    path = home / "dagster.yaml"
+    path.write_text(
+        path.read_text().replace("postgres_url:\n      env: FRESHLAKE_DAGSTER_PG_URL", f"postgres_url: {pg}")
     )
     with dg.DagsterInstance.from_config(str(home)) as created:
         assert type(created.event_log_storage).__name__ == "PostgresEventLogStorage"

@@ -29,13 +29,14 @@ READY_TIMEOUT_S = 30.0
 
 
 def storage_options(
-    *, endpoint: str, retry_timeout_s: float = 60.0, max_retries: int = 100, timeout_s: float = 10.0
+    *, endpoint: str, retry_timeout_s: float = 60.0, timeout_s: float = 10.0
 ) -> dict[str, str]:
-    """delta-rs / LanceDB options for an S3-compatible endpoint.
+    """delta-rs / LanceDB / polars options for an S3-compatible endpoint.
 
-    `retry_timeout_s` bounds how long one request is retried with backoff (object_store's
-    exponential backoff, 0.5 s doubling to 5 s, about 15 tries a minute): a 30 s outage is
-    ridden out, a store that stays down fails the operation after that long, naming the URL."""
+    Each request is retried with object_store's jittered backoff (0.5 s, base 3, capped at 5 s)
+    up to its default 10 tries, about 35 s, and never past `retry_timeout_s`: a 15-30 s
+    outage is ridden out, a store that stays down fails the operation, naming the URL.
+    No `max_retries` key: polars claims that name for its own setting and refuses a string."""
     return {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": ACCESS_KEY,
@@ -46,11 +47,10 @@ def storage_options(
         "aws_conditional_put": "etag",
         "timeout": f"{timeout_s:g}s",
         "connect_timeout": "2s",
-        "max_retries": str(max_retries),
         "retry_timeout": f"{retry_timeout_s:g}s",
         "backoff_config.init_backoff": "500ms",
         "backoff_config.max_backoff": "5s",
-        "backoff_config.base": "2",
+        "backoff_config.base": "3",
     }
 
 
