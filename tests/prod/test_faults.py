@@ -305,3 +305,17 @@ def test_unreachable_object_store_fails_once_with_the_fix_after_bounded_retries(
         "FRESHLAKE_LANCE_URI elsewhere"
     )
     assert 3 <= elapsed < 10  # the options' retry budget, backed off, then one error
+
+
+def test_what_freshlake_dev_uses_points_at_this_stack(prod_stack) -> None:
+    """`freshlake dev --profile prod` takes env(), dagster_yaml() and kafka_config() only."""
+    from pathlib import Path
+
+    from freshlake.kafka.topics import check_reachable
+
+    env = prod_stack.env()
+    assert (Path(env["DAGSTER_HOME"]) / "dagster.yaml").read_text() == prod_stack.dagster_yaml()
+    assert "postgres_url" in prod_stack.dagster_yaml() and "sqlite" not in prod_stack.dagster_yaml()
+    assert check_reachable(prod_stack.kafka_config()) == prod_stack.broker.cluster_id
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] == prod_stack.broker.bootstrap
+    assert env["FRESHLAKE_EMBEDDER_TOKEN"] == prod_stack.embedder_token

@@ -274,7 +274,7 @@ class ProdStack:
             # dagster-postgres ships psycopg2; name the driver so SQLAlchemy never looks for psycopg 3.
             url = self.postgres.create_database("dagster")
             self._dagster_url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
-            write_dagster_yaml(dagster_home=self.home / "dagster")
+            write_dagster_yaml(dagster_home=self.dagster_home)
         except BaseException:
             self.stop()
             raise
@@ -291,6 +291,21 @@ class ProdStack:
             "KAFKA_SSL_CA_LOCATION": str(ca or self.pki.ca_cert),
         }
 
+    @property
+    def dagster_home(self) -> Path:
+        """`DAGSTER_HOME` of this stack; `start()` wrote its dagster.yaml there."""
+        return self.home / "dagster"
+
+    def dagster_yaml(self) -> str:
+        """The dagster.yaml `start()` wrote (Postgres storage, URL from FRESHLAKE_DAGSTER_PG_URL)."""
+        return dagster_yaml(dagster_home=self.dagster_home)
+
+    def kafka_config(self) -> dict[str, object]:
+        """confluent-kafka settings for this broker (SASL_SSL, SCRAM, the profile's CA)."""
+        from freshlake.kafka.connection import client_config
+
+        return client_config(env=self.kafka_env())
+
     def storage_options(self, **overrides: float) -> dict[str, str]:
         assert self.lake_front is not None, "start() first"
         return storage_options(endpoint=self.lake_front.endpoint, **overrides)
@@ -305,7 +320,7 @@ class ProdStack:
             "FRESHLAKE_STORAGE_OPTIONS": json.dumps(self.storage_options()),
             "FRESHLAKE_EMBEDDER_TOKEN": self.embedder_token,
             "FRESHLAKE_DAGSTER_PG_URL": self._dagster_url,
-            "DAGSTER_HOME": str(self.home / "dagster"),
+            "DAGSTER_HOME": str(self.dagster_home),
         }
 
     def stop(self) -> None:
