@@ -16,6 +16,7 @@ from freshlake.profiles.prod import LAKE_BUCKET
 from tests.prod.helpers import (
     Producer,
     current_state,
+    event,
     flights_spec,
     lake_tables,
     log_events,
@@ -78,12 +79,20 @@ def assert_exactly_once(tables, current_uri, producer: Producer, numbers, log) -
     known = {(p, o) for p, o, _ in producer.delivered if o is not None}
     assert known <= set(coords), "an acknowledged offset is missing from raw"
     lost = sorted(set(numbers) - set(log.values()))
-    if lost:  # measured here: 1-2 of 1500 in 2 of 6 runs after a SIGKILL
+    # Measured here: 1-6 of 1500 acknowledged events lost in 4 of 7 SIGKILL runs, none in the
+    # outage runs. Some sit at acknowledged offsets that now hold a later event, consistent with
+    # Tansu writing records/<offset>.batch, then watermark.json, and restarting from the older
+    # watermark (overwriting the batch) when killed between the two; the rest were acked with
+    # no offset. freshlake never sees those records, so it cannot ingest them.
+    if lost:
+        overwritten = sum(
+            1 for p, o, key in producer.delivered if o is not None and event(log[(p, o)])[0] != key
+        )
         pytest.xfail(
-            f"Tansu 0.6 on S3 acknowledged {len(lost)} records it does not hold after SIGKILL "
-            f"(events {lost[:10]}; acks with no offset, i.e. DUPLICATE_SEQUENCE_NUMBER: "
-            f"{sum(o is None for _, o, _ in producer.delivered)}); raw and current match what "
-            "the broker holds"
+            f"Tansu 0.6 on S3 lost {len(lost)} acknowledged records across SIGKILL (events "
+            f"{lost[:10]}; {overwritten} acknowledged offsets now hold another event, "
+            f"{sum(o is None for _, o, _ in producer.delivered)} acks had no offset); raw and "
+            "current match what the broker holds"
         )
     assert current == model(numbers), "current != the model of what was produced"
 
