@@ -80,10 +80,11 @@ def assert_exactly_once(tables, current_uri, producer: Producer, numbers, log) -
     assert known <= set(coords), "an acknowledged offset is missing from raw"
     lost = sorted(set(numbers) - set(log.values()))
     # Measured here: 1-6 of 1500 acknowledged events lost in 4 of 7 SIGKILL runs, none in the
-    # outage runs. Some sit at acknowledged offsets that now hold a later event, consistent with
-    # Tansu writing records/<offset>.batch, then watermark.json, and restarting from the older
-    # watermark (overwriting the batch) when killed between the two; the rest were acked with
-    # no offset. freshlake never sees those records, so it cannot ingest them.
+    # outage runs. Some sit at acknowledged offsets that now hold a later event: consistent with
+    # Tansu writing records/<base offset>.batch before watermark.json and, killed between the
+    # two, restarting from the older watermark and handing those offsets to new batches (no
+    # batch object is written twice; the new ones start at other base offsets). The rest were
+    # acked with no offset. freshlake never sees those records, so it cannot ingest them.
     if lost:
         overwritten = sum(
             1 for p, o, key in producer.delivered if o is not None and event(log[(p, o)])[0] != key
