@@ -10,6 +10,8 @@ export DAGSTER_TELEMETRY_ENABLED := false
 # `make run` is the flight-assistant example; point these at your own streams file and producer.
 FRESHLAKE_STREAMS ?= examples/flight_assistant/streams.yaml
 PRODUCER ?= $(BIN)/python -m examples.flight_assistant.producer --rate 5
+# `make run PROFILE=prod`: the production-shaped stack on this machine (see README).
+PROFILE ?= embedded
 # The Dagster UI's port: `make run PORT=3001` when 3000 is taken.
 PORT ?= 3000
 
@@ -25,7 +27,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 run: install
-	$(BIN)/freshlake dev --port "$(PORT)" --streams "$(FRESHLAKE_STREAMS)" --producer "$(PRODUCER)"
+	$(BIN)/freshlake dev --port "$(PORT)" --streams "$(FRESHLAKE_STREAMS)" --producer "$(PRODUCER)" --profile "$(PROFILE)"
 
 # Every tier: unit, integration (real broker), slow (real model) and e2e (daemon + UI).
 test: install lint

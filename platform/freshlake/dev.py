@@ -81,14 +81,43 @@ def read_dev_state(home: Path) -> dict[str, Any] | None:
 
 def apply_dev_state(env: MutableMapping[str, str], *, home: Path) -> dict[str, Any] | None:
     """Fill the variables that are unset in `env` from the running `freshlake dev`, so the CLI
-    finds its broker, warm embedder, Dagster instance and streams file. Set variables win."""
+    finds its broker, warm embedder, Dagster instance and streams file. Set variables win.
+
+    Under `--profile prod` that includes the profile's settings (SASL credentials, CA, object
+    store, embedder token), kept beside dev.json in a file only the owner can read."""
     state = read_dev_state(home)
     if state is None:
         return None
+    profile_env: dict[str, str] = {}
+    if state.get("profile_env"):
+        try:
+            profile_env = json.loads(Path(state["profile_env"]).read_text())
+        except (OSError, ValueError):
+            profile_env = {}
     for key, var in DEV_STATE_ENV.items():
         if state.get(key) and not (env.get(var) or "").strip():
             env[var] = str(state[key])
+    for var, value in profile_env.items():
+        if var != "FRESHLAKE_HOME" and not (env.get(var) or "").strip():
+            env[var] = value
     return state
+
+
+def _start_profile(profile: str, *, home: Path) -> tuple[Any, dict[str, str]]:
+    """(the started stack or None, its settings for every child). `prod`: the production-shaped
+    stack of `freshlake.profiles.prod` (SASL_SSL broker on durable storage, Postgres-backed
+    Dagster, Delta and LanceDB on S3, a token-guarded embedder)."""
+    if profile == "embedded":
+        return None, {}
+    from freshlake.profiles.prod import ProdStack
+
+    stack = ProdStack(home=home / "prod").start()
+    settings = {k: v for k, v in stack.env().items() if k != "FRESHLAKE_HOME"}
+    path = home / "prod" / "env.json"
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(json.dumps(settings, indent=2) + "\n")
+    return stack, {**settings, "FRESHLAKE_PROFILE_ENV": str(path)}
 
 
 def run_dev(
@@ -98,6 +127,7 @@ def run_dev(
     broker_port: int | None = None,
     producer: Sequence[str] | None = None,
     workspace: str = "workspace.yaml",
+    profile: str = "embedded",
 ) -> int:
     """Run everything until SIGINT/SIGTERM.
 
@@ -105,6 +135,7 @@ def run_dev(
         streams: their topics are created; their file is every child's `FRESHLAKE_STREAMS`.
         producer: a command (argv) started once the embedder answers, with the same environment
             as Dagster's (`KAFKA_BOOTSTRAP_SERVERS`, `FRESHLAKE_STREAMS`); stopped with SIGINT.
+        profile: `embedded` (the in-memory broker, SQLite Dagster, local disk) or `prod`.
     """
     from freshlake.dagster_instance import write_instance_config
     from freshlake.kafka.broker import EmbeddedBroker, free_port, port_is_free, start_broker
@@ -124,7 +155,6 @@ def run_dev(
         raise FreshlakeConfigError(msg)
 
     paths = data_paths().ensure()
-    write_instance_config(dagster_home=paths.dagster)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -137,7 +167,13 @@ def run_dev(
     watcher = None
     logs = paths.logs
     started = time.time()
+    stack = None
     try:
+        stack, profile_env = _start_profile(profile, home=paths.home)
+        os.environ.update(profile_env)  # this process's clients (topics, watcher) use them too
+        dagster_home = Path(os.environ["DAGSTER_HOME"]) if stack is not None else paths.dagster
+        if stack is None:
+            write_instance_config(dagster_home=dagster_home)
         bootstrap = bootstrap_servers()
         if bootstrap is None:
             broker = start_broker(port=broker_port, log_path=paths.logs / "broker.log")
@@ -162,7 +198,7 @@ def run_dev(
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             STREAMS_ENV: str(streams.path),
             "FRESHLAKE_HOME": str(paths.home),
-            "DAGSTER_HOME": str(paths.dagster),
+            "DAGSTER_HOME": str(dagster_home),
             "HF_HUB_OFFLINE": "1",
             # Dagster evaluates freshness every 30 s by default; pages then lag the SLO by up to
             # 45 s (plus the alert sensor's 15 s). The embedded default answers faster.
@@ -202,9 +238,11 @@ def run_dev(
                     "bootstrap": bootstrap,
                     "embedder_url": embedder_url,
                     "ui_url": url,
-                    "dagster_home": str(paths.dagster),
+                    "dagster_home": str(dagster_home),
                     "streams": str(streams.path),
                     "logs": str(paths.logs),
+                    "profile": profile,
+                    "profile_env": os.environ.get("FRESHLAKE_PROFILE_ENV", ""),
                 },
             )
             hint = (
@@ -220,7 +258,7 @@ def run_dev(
             from freshlake.devwatch import Watcher
 
             watcher = Watcher(
-                dagster_home=paths.dagster, streams=streams.streams, ui_url=url, say=_say, since=started
+                dagster_home=dagster_home, streams=streams.streams, ui_url=url, say=_say, since=started
             )
             threading.Thread(target=watcher.run, args=(stop,), name="devwatch", daemon=True).start()
             if sys.stdin.isatty():
@@ -262,6 +300,8 @@ def run_dev(
             _stop(embedder, sig=signal.SIGINT, timeout=10)
         if broker is not None:
             broker.stop()
+        if stack is not None:
+            stack.stop()
         if state_path is not None:
             state_path.unlink(missing_ok=True)
         print("freshlake stopped", flush=True)

@@ -24,6 +24,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         f"stopped at Ctrl-C (default: ${PRODUCER_ENV})",
     )
     parser.add_argument("--no-producer", action="store_true", help="start no producer, whatever is set")
+    parser.add_argument(
+        "--profile",
+        choices=("embedded", "prod"),
+        default=os.environ.get("FRESHLAKE_PROFILE") or "embedded",
+        help="embedded: in-memory broker, SQLite Dagster, local disk; prod: SASL_SSL broker on "
+        "durable storage, Postgres-backed Dagster, Delta/LanceDB on S3 (loopback), token-guarded "
+        "embedder (default: $FRESHLAKE_PROFILE, else embedded)",
+    )
     add_streams_option(parser)
     parser.set_defaults(func=run)
 
@@ -39,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         broker_port=args.broker_port,
         producer=producer,
         workspace=args.workspace,
+        profile=args.profile,
     )
 
 

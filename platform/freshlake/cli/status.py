@@ -40,7 +40,7 @@ def run_status(
 ) -> int:
     """Print each stream's lag and SLO state; 1 when any fails its SLO."""
     from freshlake.cli.args import kafka_config
-    from freshlake.settings import store_roots
+    from freshlake.settings import storage_options, store_roots
     from freshlake.status import exit_code, last_runs_from_dagster, render, render_json, status_report
 
     delta_root, lance_root = store_roots()
@@ -48,6 +48,7 @@ def run_status(
         kafka_config=kafka_config(bootstrap),
         delta_root=delta_root,
         lance_root=lance_root,
+        storage_options=storage_options() or None,
         specs=specs,
         now=now,
         last_runs=last_runs_from_dagster(specs),

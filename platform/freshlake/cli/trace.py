@@ -38,7 +38,7 @@ def run_trace(
     """
     from freshlake.cli.args import kafka_config
     from freshlake.errors import FreshlakeConfigError
-    from freshlake.settings import store_roots
+    from freshlake.settings import storage_options, store_roots
     from freshlake.trace import trace
 
     delta_root, lance_root = store_roots()
@@ -51,6 +51,7 @@ def run_trace(
         stream=stream,
         delta_root=delta_root,
         lance_root=lance_root,
+        storage_options=storage_options() or None,
         kafka_config=kafka,
         specs=specs,
     )

@@ -152,12 +152,14 @@ class Searcher:
         if not documents:
             msg = "no stream has a `document` section: nothing is embedded, so nothing is searchable"
             raise FreshlakeConfigError(msg)
+        from freshlake.settings import storage_options as configured_options
+
         env_delta, env_lance = store_roots()
         return cls(
             streams=documents,
             delta_root=delta_root or env_delta,
             lance_root=lance_root or env_lance,
-            storage_options=storage_options,
+            storage_options=configured_options() if storage_options is None else storage_options,
             embedder=embedder,
             chunker=chunker,
         )
