@@ -20,6 +20,7 @@ import ssl
 import struct
 from pathlib import Path
 
+from freshlake.profiles.proxying import address, pipe
 from freshlake.profiles.scram import MECHANISMS, ScramError, ServerExchange, read_users
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ class Gateway:
         try:
             origin_r, origin_w = await asyncio.open_connection(*self.origin)
             if await self._authenticate(client_r, client_w, origin_r, origin_w):
-                await asyncio.gather(_pipe(client_r, origin_w), _pipe(origin_r, client_w))
+                await asyncio.gather(pipe(client_r, origin_w), pipe(origin_r, client_w))
         except (ConnectionError, asyncio.IncompleteReadError, OSError, ssl.SSLError) as exc:
             log.debug("connection from %s ended: %s", peer, exc)
         finally:
@@ -188,16 +189,6 @@ class Gateway:
             await client_w.drain()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(1 << 16):
-            writer.write(data)
-            await writer.drain()
-    finally:
-        with contextlib.suppress(Exception):
-            writer.close()
-
-
 async def serve(
     *,
     listen: tuple[str, int],
@@ -220,15 +211,10 @@ async def serve(
         await stop.wait()
 
 
-def _address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host, int(port)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--listen", type=_address, required=True)
-    parser.add_argument("--origin", type=_address, required=True)
+    parser.add_argument("--listen", type=address, required=True)
+    parser.add_argument("--origin", type=address, required=True)
     parser.add_argument("--cert", type=Path, required=True)
     parser.add_argument("--key", type=Path, required=True)
     parser.add_argument("--users", type=Path, required=True)

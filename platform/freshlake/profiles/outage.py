@@ -17,19 +17,9 @@ import socket
 import struct
 import sys
 
+from freshlake.profiles.proxying import address, pipe
+
 _LINGER_RESET = struct.pack("ii", 1, 0)  # close() sends RST, as a dead host's firewall would
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(1 << 16):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(Exception):
-            writer.close()
 
 
 class Front:
@@ -47,7 +37,7 @@ class Front:
         pair = {writer, up_writer}
         self.open |= pair
         try:
-            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+            await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
         finally:
             self.open -= pair
 
@@ -95,15 +85,10 @@ async def serve(*, listen: tuple[str, int], target: tuple[str, int]) -> None:
     await front.cut()
 
 
-def _address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host, int(port)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--listen", type=_address, required=True)
-    parser.add_argument("--target", type=_address, required=True)
+    parser.add_argument("--listen", type=address, required=True)
+    parser.add_argument("--target", type=address, required=True)
     args = parser.parse_args(argv)
     asyncio.run(serve(listen=args.listen, target=args.target))
     return 0
