@@ -134,3 +134,19 @@ def test_two_applies_interleaved_at_every_step_leave_the_newest_document(tmp_pat
         assert revisions <= {5}, f"{case}, {interrupted} interrupted at step {at}: {rows}"
         at += 1
     assert at > 3  # the interruption points covered the read, the merge and the deletes
+
+
+def test_the_current_lookup_apply_is_given_answers_from_a_real_current_table(tmp_path) -> None:
+    """The callable `sync_embeddings` hands to `apply` (a positional `keys`, as `apply` calls it)."""
+    import polars as pl
+
+    from freshlake.lance.sync import deletes_in
+
+    uri = str(tmp_path / "current")
+    pl.DataFrame(
+        {"key": ["K", "L", "M"], "version": [v(5), v(2), v(7)], "is_deleted": [True, False, True]}
+    ).write_delta(uri)
+
+    assert deletes_in(uri)(["K", "L"]) == {"K": v(5)}
+    assert deletes_in(uri)([]) == {}
+    assert deletes_in(str(tmp_path / "absent"))(["K"]) == {}

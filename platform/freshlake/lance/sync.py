@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -88,6 +87,13 @@ def deleted_versions(
         return {}
     frame = scan.filter(pl.col("key").is_in(list(keys)) & pl.col("is_deleted")).select("key", "version")
     return dict(frame.collect().iter_rows())
+
+
+def deletes_in(
+    uri: str, *, storage_options: Mapping[str, str] | None = None
+) -> Callable[[Sequence[str]], dict[str, str]]:
+    """`deleted_versions` of one `current` table, in the shape `ChunkStore.apply` calls it."""
+    return lambda keys: deleted_versions(uri, keys=keys, storage_options=storage_options)
 
 
 def document_version(row: Mapping[str, Any], joined: Mapping[str, Any] | None) -> str:
@@ -298,9 +304,7 @@ def sync_embeddings(
         embedder_name=embedder.model_name,
         embedder_version=embedder.model_version,
         read_at=read_at,
-        deleted_in_current=partial(
-            deleted_versions, current_uris[spec.name], storage_options=storage_options
-        ),
+        deleted_in_current=deletes_in(current_uris[spec.name], storage_options=storage_options),
     )
     progress.set(marks)
     if building:
