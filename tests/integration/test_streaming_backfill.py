@@ -81,8 +81,8 @@ def test_streaming_run_beside_a_three_day_processed_backfill(world: World) -> No
     runner.join(timeout=120)
     assert not runner.is_alive()
     streaming = outcome["streaming"]
-    failures = [e.event_specific_data.error for e in streaming.all_events if e.is_step_failure or e.is_failure]
-    assert streaming.success, "\n".join(f.to_string() for f in failures)
+    errors = [e.event_specific_data.error for e in streaming.all_events if e.is_step_failure]
+    assert streaming.success, "\n".join(f.to_string() for f in errors)
     batches = [m for m in streaming.get_asset_materialization_events() if m.asset_key == current_key(spec)]
     assert len(batches) >= 2
     assert {m.asset_key for m in streaming.get_asset_materialization_events()} >= {
