@@ -69,3 +69,32 @@ def write_instance_config(*, dagster_home: Path) -> Path:
     path = dagster_home / "dagster.yaml"
     path.write_text(DAGSTER_YAML.format(base_dir=dagster_home))
     return path
+
+
+def cancel_orphaned_runs(*, dagster_home: Path) -> int:
+    """Mark runs a killed `freshlake dev` left queued or in flight as canceled; return how many.
+
+    Only for the embedded instance, and only before its daemon starts: `freshlake dev` then owns
+    it (the broker's data lock proves no other one runs on this home), so no run of it can still
+    be alive. The default run launcher cannot check a worker's health, so without this those
+    runs stay STARTED forever and hold the one-run-per-stream slot. Canceled, as Ctrl-C leaves
+    them, so run retries do not start stale copies; their uncommitted offsets are read again."""
+    if not (dagster_home / "dagster.yaml").is_file() or not (dagster_home / "history" / "runs.db").is_file():
+        return 0
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+    statuses = [
+        DagsterRunStatus.QUEUED,
+        DagsterRunStatus.NOT_STARTED,
+        DagsterRunStatus.STARTING,
+        DagsterRunStatus.STARTED,
+        DagsterRunStatus.CANCELING,
+    ]
+    with DagsterInstance.from_config(str(dagster_home)) as instance:
+        runs = instance.get_runs(filters=RunsFilter(statuses=statuses))
+        for run in runs:
+            instance.report_run_canceled(
+                run,
+                message="the previous `freshlake dev` ended (killed) while this run was queued or running",
+            )
+    return len(runs)

