@@ -1,10 +1,12 @@
 """The time partitions every asset of a stream shares (raw, quarantine, current, embeddings)."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import dagster as dg
 
-from freshlake.partitions import key_for
+from freshlake.partitions import key_for, resolve_starts, start_key
+from freshlake.resources.storage import StorageResource
 from freshlake.streams import StreamSpec
 
 BACKFILL_TAG = "dagster/backfill"
@@ -13,10 +15,22 @@ RANGES_TAG = "freshlake/ranges"  # set by the offsets sensor on streaming runs
 
 def partitions_def(spec: StreamSpec) -> dg.TimeWindowPartitionsDefinition:
     """Daily (or hourly) on Kafka message time, UTC; the partition in progress exists
-    (`end_offset=1`) because streaming runs write into it."""
+    (`end_offset=1`) because streaming runs write into it. Starts where `with_partition_starts`
+    resolved (the code location does), else at the configured start or `UNRESOLVED_START`."""
+    start = start_key(spec.partitioning)
     if spec.partitioning.cadence == "hourly":
-        return dg.HourlyPartitionsDefinition(start_date=spec.partitioning.start, end_offset=1, timezone="UTC")
-    return dg.DailyPartitionsDefinition(start_date=spec.partitioning.start, end_offset=1, timezone="UTC")
+        return dg.HourlyPartitionsDefinition(start_date=start, end_offset=1, timezone="UTC")
+    return dg.DailyPartitionsDefinition(start_date=start, end_offset=1, timezone="UTC")
+
+
+def with_partition_starts(specs: Sequence[StreamSpec], *, storage: StorageResource) -> list[StreamSpec]:
+    """`specs` whose unset partition starts are their first data in `storage`'s raw and
+    quarantine tables (today before any), read from the Delta logs when the location loads."""
+    return resolve_starts(
+        specs,
+        table_uris=lambda spec: [storage.delta_uri(spec, "raw"), storage.delta_uri(spec, "quarantine")],
+        storage_options=storage.storage_options,
+    )
 
 
 def current_partition(spec: StreamSpec, *, now: datetime | None = None) -> str:

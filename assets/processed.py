@@ -137,7 +137,8 @@ def sync_metadata(result, *, model, keys=None) -> dict:
         "chunks_carried": result.chunks_carried,
         "rows_deleted": result.rows_deleted,
         "embed_seconds": round(result.embed_seconds, 3),
-        "embed_rate_chunks_per_s": round(result.embed_rate, 1),
+        # a rate only where chunks were embedded: an idle batch's 0 is no measurement
+        "embed_rate_chunks_per_s": round(result.embed_rate, 1) if result.chunks_embedded else None,
         "lance_version": result.lance_version,
         "current_version": result.current_version,
         "model": f"{model.model_name}@{model.model_version}",

@@ -9,6 +9,7 @@ import dagster as dg
 
 from freshlake.assets.feedback import build_feedback_definitions
 from freshlake.assets.maintenance import build_maintenance_definitions
+from freshlake.assets.partitions import with_partition_starts
 from freshlake.components.stream import build_stream_definitions
 from freshlake.resources.embedder import EmbedderResource
 from freshlake.resources.kafka import KafkaResource
@@ -24,6 +25,7 @@ def build_definitions(*, streams: Sequence[StreamSpec], model_code: str | None =
         from freshlake.embed.factory import model_code_from_env
 
         model_code = model_code_from_env()
+    streams = with_partition_starts(streams, storage=StorageResource())  # the first data's partition
     per_stream = [build_stream_definitions(spec, model_code=model_code) for spec in streams]
     watched = [
         key

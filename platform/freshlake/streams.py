@@ -41,10 +41,14 @@ class Freshness:
 
 @dataclass(frozen=True, kw_only=True)
 class Partitioning:
-    """Time partitions on Kafka message time (UTC): what a backfill selects and replaces."""
+    """Time partitions on Kafka message time (UTC): what a backfill selects and replaces.
+
+    `start`: the first partition (YYYY-MM-DD, or YYYY-MM-DD-HH:MM for hourly); None starts at
+    the stream's first data, resolved when the code location loads (`freshlake.partitions`).
+    """
 
     cadence: Cadence = "daily"
-    start: str = "2026-01-01"  # first partition (YYYY-MM-DD, or YYYY-MM-DD-HH:MM for hourly)
+    start: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -218,27 +218,30 @@ def _partitioning(raw: Mapping[str, Any] | None, problems: Problems, *, stream: 
             at="partitioning.cadence",
         )
         cadence = "daily"
-    start = raw.get("start", Partitioning.start)
+    start = raw.get("start")
+    if start is None:  # the stream's first data (resolved when the code location loads)
+        return Partitioning(cadence=cadence)  # type: ignore[arg-type]
     if hasattr(start, "isoformat"):  # YAML reads an unquoted 2026-01-01 as a date
         start = start.isoformat()
+    example = "2026-01-01" if cadence == "daily" else "2026-01-01-00:00"
     if not isinstance(start, str):
         problems.add(
-            f"expected text, got {_kind(start)}; write e.g. `start: '2026-01-01'`",
+            f"expected text, got {_kind(start)}; write e.g. `start: '{example}'`, or leave `start` "
+            "out to start at the stream's first data",
             stream=stream,
             at="partitioning.start",
         )
-        start = Partitioning.start
-    fmt = CADENCES[cadence]
+        return Partitioning(cadence=cadence)  # type: ignore[arg-type]
     try:
-        datetime.strptime(start, fmt)
+        datetime.strptime(start, CADENCES[cadence])
     except ValueError:
-        example = "2026-01-01" if cadence == "daily" else "2026-01-01-00:00"
         problems.add(
-            f"{start!r} is not a {cadence} partition start; write it as {example!r} (UTC)",
+            f"{start!r} is not a {cadence} partition start; write it as {example!r} (UTC), or leave "
+            "`start` out to start at the stream's first data",
             stream=stream,
             at="partitioning.start",
         )
-        start = datetime.strptime(Partitioning.start, "%Y-%m-%d").strftime(fmt)
+        return Partitioning(cadence=cadence)  # type: ignore[arg-type]
     return Partitioning(cadence=cadence, start=start)  # type: ignore[arg-type]
 
 
