@@ -15,14 +15,17 @@ Run as `python -m freshlake.kafka.logstore --root DIR --listen HOST:PORT`; it pr
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import fcntl
 import hashlib
 import logging
 import os
+import socket
 import sys
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import formatdate
 from http import HTTPStatus
@@ -37,7 +40,11 @@ _XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
 
 
 class ObjectFolder:
-    """Objects of one root folder: `<root>/<bucket>/<key>.obj`, written atomically."""
+    """Objects of one root folder: `<root>/<bucket>/<key>.obj`, written atomically.
+
+    Keys and (size, mtime, ETag) are indexed in memory, built from the folder on first use:
+    Tansu lists a partition's whole `records/` prefix on every fetch, so a listing must cost
+    a slice, not a walk. Only this process writes the folder (its lock file says so)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -47,7 +54,9 @@ class ObjectFolder:
             with contextlib.suppress(OSError):
                 stale.unlink()
         self.lock = threading.Lock()
-        self._etags: dict[Path, tuple[int, int, str]] = {}
+        self._keys: dict[str, list[str]] = {}
+        self._meta: dict[Path, tuple[int, float, str]] = {}
+        self._entries: dict[tuple[str, str], str] = {}
 
     def path(self, bucket: str, key: str) -> Path:
         parts = key.split("/")
@@ -57,16 +66,34 @@ class ObjectFolder:
             raise KeyError(key)
         return self.root / bucket / (key + SUFFIX)
 
-    def etag(self, path: Path) -> str:
-        stat = path.stat()
-        cached = self._etags.get(path)
-        if cached and cached[:2] == (stat.st_mtime_ns, stat.st_size):
-            return cached[2]
-        tag = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
-        self._etags[path] = (stat.st_mtime_ns, stat.st_size, tag)
-        return tag
+    def info(self, path: Path) -> tuple[int, float, str] | None:
+        """(size, mtime, ETag) of the object at `path`, None when there is none."""
+        if (known := self._meta.get(path)) is not None:
+            return known
+        try:
+            data, stat = path.read_bytes(), path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        known = (stat.st_size, stat.st_mtime, hashlib.md5(data, usedforsecurity=False).hexdigest())
+        self._meta[path] = known
+        return known
 
-    def put(self, path: Path, body: bytes) -> str:
+    def entry(self, bucket: str, key: str) -> str | None:
+        """The object's `<Contents>` element of a listing, kept: a listing is then a join."""
+        if (known := self._entries.get((bucket, key))) is not None:
+            return known
+        if (info := self.info(self.path(bucket, key))) is None:
+            return None
+        size, modified, tag = info
+        known = (
+            f"<Contents><Key>{escape(key)}</Key><LastModified>{_iso(modified)}</LastModified>"
+            f'<ETag>"{tag}"</ETag><Size>{size}</Size><StorageClass>STANDARD</StorageClass></Contents>'
+        )
+        self._entries[(bucket, key)] = known
+        return known
+
+    def put(self, bucket: str, key: str, body: bytes) -> str:
+        path = self.path(bucket, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.tmp / f"{os.getpid()}-{threading.get_ident()}-{path.name}"
         with open(tmp, "wb") as out:
@@ -76,29 +103,47 @@ class ObjectFolder:
         os.replace(tmp, path)
         _fsync_dir(path.parent)
         tag = hashlib.md5(body, usedforsecurity=False).hexdigest()
-        stat = path.stat()
-        self._etags[path] = (stat.st_mtime_ns, stat.st_size, tag)
+        self._meta[path] = (len(body), path.stat().st_mtime, tag)
+        self._entries.pop((bucket, key), None)
+        keys = self._bucket_keys(bucket)
+        at = bisect.bisect_left(keys, key)
+        if at == len(keys) or keys[at] != key:
+            keys.insert(at, key)
         return tag
 
-    def delete(self, path: Path) -> None:
+    def delete(self, bucket: str, key: str) -> None:
+        path = self.path(bucket, key)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
             _fsync_dir(path.parent)
-        self._etags.pop(path, None)
+        self._meta.pop(path, None)
+        self._entries.pop((bucket, key), None)
+        keys = self._bucket_keys(bucket)
+        at = bisect.bisect_left(keys, key)
+        if at < len(keys) and keys[at] == key:
+            del keys[at]
 
-    def keys(self, bucket: str, *, prefix: str) -> list[str]:
-        base = self.root / bucket
-        # Walk only the folder the prefix names: listing one partition stays cheap.
-        folder = base / prefix.rpartition("/")[0] if "/" in prefix else base
-        found = []
-        for dirpath, _dirs, files in os.walk(folder):
+    def keys(self, bucket: str, *, prefix: str, after: str = "") -> Iterator[str]:
+        """Keys under `prefix` after `after`, in order (take what you need, under the lock)."""
+        keys = self._bucket_keys(bucket)
+        start = max(bisect.bisect_left(keys, prefix), bisect.bisect_right(keys, after) if after else 0)
+        for key in keys[start:]:
+            if not key.startswith(prefix):
+                return
+            yield key
+
+    def _bucket_keys(self, bucket: str) -> list[str]:
+        if (known := self._keys.get(bucket)) is not None:
+            return known
+        base, found = self.root / bucket, []
+        for dirpath, _dirs, files in os.walk(base):
             for name in files:
                 if name.endswith(SUFFIX):
-                    key = os.path.relpath(os.path.join(dirpath, name), base)[: -len(SUFFIX)]
-                    key = key.replace(os.sep, "/")
-                    if key.startswith(prefix):
-                        found.append(key)
-        return sorted(found)
+                    relative = os.path.relpath(os.path.join(dirpath, name), base)
+                    found.append(relative[: -len(SUFFIX)].replace(os.sep, "/"))
+        found.sort()
+        self._keys[bucket] = found
+        return found
 
 
 def _fsync_dir(path: Path) -> None:
@@ -124,6 +169,12 @@ def _etag_matches(header: str, tag: str) -> bool:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     folder: ObjectFolder  # set on the class by `serve`
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out as two writes: with Nagle on, the body waits for the
+        # client's delayed ACK (~40 ms a request, measured: a fetch cost 0.3 s, now ~10 ms).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: object) -> None:
         log.debug("%s " + format, self.address_string(), *args)
@@ -188,14 +239,16 @@ class Handler(BaseHTTPRequestHandler):
         path = self._object(bucket, key)
         if path is None:
             return
-        try:
-            with self.folder.lock:
-                data = path.read_bytes()
-                tag = self.folder.etag(path)
-                modified = path.stat().st_mtime
-        except (FileNotFoundError, NotADirectoryError):
+        with self.folder.lock:
+            known = self.folder.info(path)
+            try:
+                data = path.read_bytes() if known else b""
+            except FileNotFoundError:
+                known = None
+        if known is None:
             self._error(HTTPStatus.NOT_FOUND, "NoSuchKey", key, head=head)
             return
+        _size, modified, tag = known
         if (match := self.headers.get("If-Match")) and not _etag_matches(match, tag):
             self._error(HTTPStatus.PRECONDITION_FAILED, "PreconditionFailed", "If-Match", head=head)
             return
@@ -231,40 +284,26 @@ class Handler(BaseHTTPRequestHandler):
         delimiter = query.get("delimiter", "")
         after = query.get("continuation-token") or query.get("start-after", "")
         limit = max(1, min(int(query.get("max-keys") or 1000), 1000))
-        with self.folder.lock:
-            keys = self.folder.keys(bucket, prefix=prefix)
         contents: list[str] = []
         prefixes: list[str] = []
         truncated, last = False, ""
-        for key in keys:
-            if key <= after:
-                continue
-            if delimiter and delimiter in key[len(prefix) :]:
-                common = prefix + key[len(prefix) :].split(delimiter, 1)[0] + delimiter
-                if prefixes and prefixes[-1] == common:
+        with self.folder.lock:
+            for key in self.folder.keys(bucket, prefix=prefix, after=after):
+                common = ""
+                if delimiter and delimiter in key[len(prefix) :]:
+                    common = prefix + key[len(prefix) :].split(delimiter, 1)[0] + delimiter
+                    if prefixes and prefixes[-1] == common:
+                        continue
+                if len(contents) + len(prefixes) >= limit:
+                    truncated = True
+                    break
+                if common:
+                    prefixes.append(common)
+                    last = common + "\U0010ffff"  # past every key under that prefix
                     continue
-                entry = ("p", common)
-            else:
-                entry = ("k", key)
-            if len(contents) + len(prefixes) >= limit:
-                truncated = True
-                break
-            if entry[0] == "p":
-                prefixes.append(entry[1])
-                last = entry[1] + "\U0010ffff"  # past every key under that prefix
-            else:
-                path = self.folder.path(bucket, key)
-                try:
-                    with self.folder.lock:
-                        stat = path.stat()
-                        tag = self.folder.etag(path)
-                except FileNotFoundError:  # deleted since the walk
+                if (entry := self.folder.entry(bucket, key)) is None:
                     continue
-                contents.append(
-                    f"<Contents><Key>{escape(key)}</Key><LastModified>{_iso(stat.st_mtime)}</LastModified>"
-                    f'<ETag>"{tag}"</ETag><Size>{stat.st_size}</Size>'
-                    "<StorageClass>STANDARD</StorageClass></Contents>"
-                )
+                contents.append(entry)
                 last = key
         parts = [
             f'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="{_XMLNS}">',
@@ -302,19 +341,13 @@ class Handler(BaseHTTPRequestHandler):
             return
         source = self.headers.get("x-amz-copy-source")
         with self.folder.lock:
-            exists = path.is_file()
-            if (
-                (none := self.headers.get("If-None-Match"))
-                and exists
-                and _etag_matches(none, self.folder.etag(path))
-            ):
+            known = self.folder.info(path)
+            if (none := self.headers.get("If-None-Match")) and known and _etag_matches(none, known[2]):
                 self._error(HTTPStatus.PRECONDITION_FAILED, "PreconditionFailed", "If-None-Match")
                 return
-            if (match := self.headers.get("If-Match")) and (
-                not exists or not _etag_matches(match, self.folder.etag(path))
-            ):
-                status = HTTPStatus.PRECONDITION_FAILED if exists else HTTPStatus.NOT_FOUND
-                self._error(status, "PreconditionFailed" if exists else "NoSuchKey", "If-Match")
+            if (match := self.headers.get("If-Match")) and (not known or not _etag_matches(match, known[2])):
+                status = HTTPStatus.PRECONDITION_FAILED if known else HTTPStatus.NOT_FOUND
+                self._error(status, "PreconditionFailed" if known else "NoSuchKey", "If-Match")
                 return
             if source:
                 src_bucket, _, src_key = urllib.parse.unquote(source).lstrip("/").partition("/")
@@ -323,7 +356,7 @@ class Handler(BaseHTTPRequestHandler):
                 except (KeyError, FileNotFoundError):
                     self._error(HTTPStatus.NOT_FOUND, "NoSuchKey", src_key)
                     return
-            tag = self.folder.put(path, body)
+            tag = self.folder.put(bucket, key, body)
         if source:
             xml = (
                 f'<?xml version="1.0" encoding="UTF-8"?>\n<CopyObjectResult><ETag>"{tag}"</ETag>'
@@ -343,7 +376,7 @@ class Handler(BaseHTTPRequestHandler):
         if path is None:
             return
         with self.folder.lock:
-            self.folder.delete(path)
+            self.folder.delete(bucket, key)
         self._reply(HTTPStatus.NO_CONTENT)
 
     def do_POST(self) -> None:
