@@ -22,16 +22,18 @@ def cluster_metadata(config: Mapping[str, object], *, timeout: float = 5.0):
     try:
         return admin_client(config).list_topics(timeout=timeout)
     except Exception as exc:
-        from freshlake.kafka.connection import explain_failure
+        failure = type(exc).__name__
+    # Outside the except block: confluent-kafka 2.16 leaks the exception being handled when a
+    # Kafka call raises during it, and with it the first client (alive, reconnecting, forever).
+    from freshlake.kafka.connection import explain_failure
 
-        if why := explain_failure(config, timeout=2.0):  # a rejected login or an untrusted cert
-            raise FreshlakeConfigError(why) from None
-        msg = (
-            f"no Kafka broker answers at {config.get('bootstrap.servers')} within {timeout:.0f}s: check "
-            "KAFKA_BOOTSTRAP_SERVERS (and security settings), or unset it to use the embedded "
-            f"broker ({type(exc).__name__})"
-        )
-        raise FreshlakeConfigError(msg) from None
+    if why := explain_failure(config, timeout=2.0):  # a rejected login or an untrusted cert
+        raise FreshlakeConfigError(why)
+    msg = (
+        f"no Kafka broker answers at {config.get('bootstrap.servers')} within {timeout:.0f}s: check "
+        f"KAFKA_BOOTSTRAP_SERVERS (and security settings), or unset it to use the embedded broker ({failure})"
+    )
+    raise FreshlakeConfigError(msg)
 
 
 def check_reachable(config: Mapping[str, object], *, timeout: float = 5.0) -> str:
