@@ -135,7 +135,7 @@ def run_dev(
         streams: their topics are created; their file is every child's `FRESHLAKE_STREAMS`.
         producer: a command (argv) started once the embedder answers, with the same environment
             as Dagster's (`KAFKA_BOOTSTRAP_SERVERS`, `FRESHLAKE_STREAMS`); stopped with SIGINT.
-        profile: `embedded` (the in-memory broker, SQLite Dagster, local disk) or `prod`.
+        profile: `embedded` (the broker on `$FRESHLAKE_HOME/broker`, SQLite Dagster, local disk) or `prod`.
     """
     from freshlake.dagster_instance import cancel_orphaned_runs, write_instance_config
     from freshlake.kafka.broker import EmbeddedBroker, free_port, port_is_free, start_broker
@@ -260,7 +260,12 @@ def run_dev(
             from freshlake.devwatch import Watcher
 
             watcher = Watcher(
-                dagster_home=dagster_home, streams=streams.streams, ui_url=url, say=_say, since=started
+                dagster_home=dagster_home,
+                streams=streams.streams,
+                ui_url=url,
+                say=_say,
+                since=started,
+                logs=paths.logs,
             )
             threading.Thread(target=watcher.run, args=(stop,), name="devwatch", daemon=True).start()
             if sys.stdin.isatty():

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--profile",
         choices=("embedded", "prod"),
         default=os.environ.get("FRESHLAKE_PROFILE") or "embedded",
-        help="embedded: in-memory broker, SQLite Dagster, local disk; prod: SASL_SSL broker on "
+        help="embedded: durable local broker, SQLite Dagster, local disk; prod: SASL_SSL broker on "
         "durable storage, Postgres-backed Dagster, Delta/LanceDB on S3 (loopback), token-guarded "
         "embedder (default: $FRESHLAKE_PROFILE, else embedded)",
     )
