@@ -10,15 +10,18 @@ from freshlake.assets.partitions import is_incremental, partitions_def
 from freshlake.assets.raw import column_schema, freshness_policy
 from freshlake.delta.current import current_schema
 from freshlake.embed.chunking import ChunkerSettings
-from freshlake.embed.models import DEFAULT_PRECISION, MODEL_NAME
+from freshlake.embed.models import MODEL_NAME, default_precision
 from freshlake.partitions import window
 from freshlake.resources.embedder import EmbedderResource
 from freshlake.resources.storage import StorageResource
 from freshlake.streams import StreamSpec
 
+
 # What shapes the vectors: a change to the model, its precision, the chunker or a template is a
 # new code version, and Dagster shows the embeddings as stale until they are re-derived.
-DEFAULT_MODEL_CODE = f"{MODEL_NAME}@{DEFAULT_PRECISION}"
+def default_model_code() -> str:
+    """model@precision of an embedder built with defaults on this machine."""
+    return f"{MODEL_NAME}@{default_precision()}"
 
 
 def _lag(newest: datetime | None) -> dict[str, float]:
@@ -61,7 +64,8 @@ def build_current_asset(spec: StreamSpec) -> dg.AssetsDefinition:
     return _current
 
 
-def build_embeddings_asset(spec: StreamSpec, *, model_code: str = DEFAULT_MODEL_CODE) -> dg.AssetsDefinition:
+def build_embeddings_asset(spec: StreamSpec, *, model_code: str | None = None) -> dg.AssetsDefinition:
+    model_code = model_code or default_model_code()
     document = spec.document
     assert document is not None
     deps = [current_key(spec)]

@@ -3,7 +3,7 @@
 All three use the same loaded model object, precision and batch size, in the same run, on the
 same demo chunk texts; the figures that matter are the ratios to bare (goal >= 0.9).
 `--precision-check` instead compares float32 with bfloat16 (speed and cosine) on 20-200 word
-texts: the numbers behind `freshlake.embed.models.DEFAULT_PRECISION`.
+texts: the numbers behind `freshlake.embed.models.default_precision()`.
 
     .venv/bin/python -m bench.embed [--chunks 2000] [--batch-size 64] [--precision float32]
     .venv/bin/python -m bench.embed --precision-check [--chunks 2000]
@@ -272,12 +272,12 @@ def compare_precisions(args: argparse.Namespace) -> dict[str, object]:
 
 
 def main() -> None:
-    from freshlake.embed.models import DEFAULT_PRECISION, PRECISIONS
+    from freshlake.embed.models import PRECISIONS, default_precision
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--precision", choices=PRECISIONS, default=DEFAULT_PRECISION)
+    parser.add_argument("--precision", choices=PRECISIONS, default=default_precision())
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--slice", type=int, default=250, help="chunks per interleaved timing")

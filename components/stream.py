@@ -6,7 +6,7 @@ import dagster as dg
 
 from freshlake.assets.checks import build_lag_checks
 from freshlake.assets.keys import current_key, embeddings_key, quarantine_key, raw_key
-from freshlake.assets.processed import DEFAULT_MODEL_CODE, build_current_asset, build_embeddings_asset
+from freshlake.assets.processed import build_current_asset, build_embeddings_asset
 from freshlake.assets.raw import build_raw_assets
 from freshlake.assets.streaming import build_streaming_job
 from freshlake.assets.topics import topic_asset_spec
@@ -15,7 +15,7 @@ from freshlake.sensors.offsets import STREAM_TAG, build_offsets_sensor
 from freshlake.streams import StreamSpec
 
 
-def build_stream_definitions(spec: StreamSpec, *, model_code: str = DEFAULT_MODEL_CODE) -> dg.Definitions:
+def build_stream_definitions(spec: StreamSpec, *, model_code: str | None = None) -> dg.Definitions:
     """`model_code` names the vector space the embeddings are built in (model@precision)."""
     assets = [build_raw_assets(spec), build_current_asset(spec)]
     keys = [raw_key(spec), quarantine_key(spec), current_key(spec)]

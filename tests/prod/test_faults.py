@@ -25,9 +25,8 @@ from tests.prod.helpers import (
 )
 
 pytestmark = pytest.mark.timeout(240)
-# 15 s rather than 30 s keeps tests/prod within its time budget; the options' 60 s retry budget is
-# what rides it out either way.
-OUTAGE_S = 15
+# The issue's 30 s: the storage options' retries (at least 35 s of waits) ride it out.
+OUTAGE_S = 30
 
 
 @pytest.fixture
@@ -117,7 +116,7 @@ def test_broker_sigkill_and_restart_on_durable_storage_while_producing(
     assert_exactly_once(tables, current_uri, producer, numbers, log)
 
 
-def test_object_store_unreachable_for_15s_in_the_middle_of_commits(
+def test_object_store_unreachable_for_30s_in_the_middle_of_commits(
     prod_stack, kafka_config, no_aws_env
 ) -> None:
     spec = flights_spec(kafka_config)
@@ -127,7 +126,7 @@ def test_object_store_unreachable_for_15s_in_the_middle_of_commits(
     thread = producer.in_thread(numbers, pause=0.004)
     outage: dict[str, float] = {}
 
-    def cut_for_15s() -> None:
+    def cut() -> None:
         time.sleep(2.0)
         outage["start"] = time.monotonic()
         prod_stack.lake_front.cut()
@@ -135,10 +134,10 @@ def test_object_store_unreachable_for_15s_in_the_middle_of_commits(
         prod_stack.lake_front.restore()
         outage["end"] = time.monotonic()
 
-    cutter = threading.Thread(target=cut_for_15s, daemon=True)
+    cutter = threading.Thread(target=cut, daemon=True)
     cutter.start()
     errors = ingest_until(spec, kafka_config, tables, current_uri, total=len(numbers), deadline_s=150)
-    cutter.join(40)
+    cutter.join(OUTAGE_S + 25)
     thread.join(60)
     assert producer.flush(30) == 0
     assert outage["end"] - outage["start"] >= OUTAGE_S

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from freshlake.embed.chunking import MAX_SEQ_LENGTH, chunk_text
-from freshlake.embed.models import DEFAULT_PRECISION, SentenceTransformerEmbedder
+from freshlake.embed.models import SentenceTransformerEmbedder, default_precision
 from freshlake.embed.service import EmbeddingServiceClient, make_server
 
 pytestmark = pytest.mark.slow
@@ -109,7 +109,7 @@ def test_the_service_runs_from_the_command() -> None:
         assert line.startswith("embedder=http://127.0.0.1:"), proc.stderr.read()
         url, model, precision = line.split()
         assert model == "model=sentence-transformers/all-MiniLM-L6-v2"
-        assert precision == f"precision={DEFAULT_PRECISION}"
+        assert precision == f"precision={default_precision()}"
         client = EmbeddingServiceClient(url=url.removeprefix("embedder="))
         assert client.embed(["hello"]).shape == (1, 384)
         assert json.dumps(client.health())

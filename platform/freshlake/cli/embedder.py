@@ -43,13 +43,13 @@ def run_embedder(*, host: str, port: int, precision: str | None, batch_size: int
     Args:
         precision: float32 or bfloat16; None means the measured default (see embed.models).
     """
-    from freshlake.embed.models import DEFAULT_PRECISION, SentenceTransformerEmbedder
+    from freshlake.embed.models import SentenceTransformerEmbedder
     from freshlake.embed.service import make_server
 
     try:
         embedder = SentenceTransformerEmbedder(
             device=device,
-            precision=precision or DEFAULT_PRECISION,  # type: ignore[arg-type]
+            precision=precision or None,  # type: ignore[arg-type]  # None: this CPU's default
             batch_size=batch_size,
         )
     except ValueError as exc:

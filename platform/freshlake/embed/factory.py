@@ -34,13 +34,13 @@ def embedder_from_env(*, env: Mapping[str, str] | None = None) -> Embedder:
         return client
 
     from freshlake.embed.models import (
-        DEFAULT_PRECISION,
         PRECISIONS,
         SentenceTransformerEmbedder,
+        default_precision,
         validate_settings,
     )
 
-    precision = (env.get("FRESHLAKE_EMBED_PRECISION") or "").strip() or DEFAULT_PRECISION
+    precision = (env.get("FRESHLAKE_EMBED_PRECISION") or "").strip() or default_precision()
     device = (env.get("FRESHLAKE_EMBED_DEVICE") or "").strip() or "auto"
     raw_batch = (env.get("FRESHLAKE_EMBED_BATCH_SIZE") or "").strip() or "64"
     if precision not in PRECISIONS:
@@ -70,8 +70,8 @@ def model_code_from_env(*, env: Mapping[str, str] | None = None) -> str:
     """`model@precision` the embeddings will be built with: the embeddings assets' code version,
     so a precision switch shows them stale in Dagster. With the warm service, start it with the
     same environment (`freshlake dev` does)."""
-    from freshlake.embed.models import DEFAULT_PRECISION, MODEL_NAME
+    from freshlake.embed.models import MODEL_NAME, default_precision
 
     env = os.environ if env is None else env
-    precision = (env.get("FRESHLAKE_EMBED_PRECISION") or "").strip() or DEFAULT_PRECISION
+    precision = (env.get("FRESHLAKE_EMBED_PRECISION") or "").strip() or default_precision()
     return f"{MODEL_NAME}@{precision}"
