@@ -88,8 +88,9 @@ def status_report(
     One metadata request first: a broker that does not answer costs `timeout` once, not once per
     stream, and every stream then reports the same error (its Delta/LanceDB side still measured).
     """
+    import threading
     import time
-    from concurrent.futures import ThreadPoolExecutor, wait
+    from concurrent.futures import Future, wait
 
     from freshlake.errors import FreshlakeError
     from freshlake.kafka.topics import cluster_metadata
@@ -125,10 +126,21 @@ def status_report(
             timeout=left,
         )
 
-    pool = ThreadPoolExecutor(max_workers=max(1, min(8, len(specs))), thread_name_prefix="status")
-    futures = {spec.name: pool.submit(one, spec) for spec in specs}
+    # One daemon thread per stream, not a pool: a probe stuck in a store's retries must not keep
+    # the process alive after the answer is printed (a pool's workers are joined at exit).
+    futures: dict[str, Future[StreamLag]] = {spec.name: Future() for spec in specs}
+
+    def probe(spec: StreamSpec, future: Future[StreamLag]) -> None:
+        try:
+            future.set_result(one(spec))
+        except BaseException as exc:
+            future.set_exception(exc)
+
+    for spec in specs:
+        threading.Thread(
+            target=probe, args=(spec, futures[spec.name]), name=f"status-{spec.name}", daemon=True
+        ).start()
     wait(futures.values(), timeout=left + 1.0)
-    pool.shutdown(wait=False, cancel_futures=True)
     out = []
     for spec in specs:
         future = futures[spec.name]
