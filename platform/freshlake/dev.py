@@ -26,7 +26,7 @@ from typing import Any
 
 from freshlake.config import STREAMS_ENV, StreamsConfig
 from freshlake.errors import FreshlakeConfigError, FreshlakeError
-from freshlake.procs import die_with_parent
+from freshlake.procs import die_with_parent, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -302,9 +302,9 @@ def run_dev(
         if dagster is not None:
             _stop_group(dagster)
         if producing is not None:
-            _stop(producing, sig=signal.SIGINT, timeout=PRODUCER_STOP_TIMEOUT_S)
+            stop_process(producing, sig=signal.SIGINT, timeout=PRODUCER_STOP_TIMEOUT_S)
         if embedder is not None:
-            _stop(embedder, sig=signal.SIGINT, timeout=10)
+            stop_process(embedder, sig=signal.SIGINT, timeout=10)
         if broker is not None:
             broker.stop()
         if stack is not None:
@@ -346,18 +346,6 @@ def _start_producer(argv: Sequence[str], *, env: dict[str, str], logs: Path) -> 
     except OSError as exc:
         msg = f"cannot start the producer {shlex.join(argv)!r}: {exc.strerror}; check --producer"
         raise FreshlakeConfigError(msg) from None
-
-
-def _stop(process: subprocess.Popen[bytes], *, sig: signal.Signals, timeout: float) -> None:
-    """`sig`, then SIGKILL if it has not exited within `timeout`."""
-    if process.poll() is not None:
-        return
-    process.send_signal(sig)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _wait_for_http(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
 
@@ -23,3 +24,15 @@ def die_with_parent(*, sig: signal.Signals = signal.SIGKILL) -> Callable[[], Non
             os._exit(1)
 
     return _preexec
+
+
+def stop_process(process: subprocess.Popen[bytes], *, sig: signal.Signals, timeout: float) -> None:
+    """`sig`, then SIGKILL if it has not exited within `timeout`."""
+    if process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from freshlake.errors import BrokerStartError
-from freshlake.procs import die_with_parent
+from freshlake.procs import die_with_parent, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +55,9 @@ class EmbeddedBroker:
         if self._stopped:
             return
         self._stopped = True
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=timeout)
+        stop_process(self.process, sig=signal.SIGINT, timeout=timeout)
         if self.store is not None:  # after Tansu: every write it made is answered by then
-            _terminate(self.store, timeout=timeout)
+            stop_process(self.store, sig=signal.SIGTERM, timeout=timeout)
         log.info("broker stopped", extra={"bootstrap": self.bootstrap})
 
     def __enter__(self) -> EmbeddedBroker:
@@ -252,7 +246,7 @@ def _start_store(*, data_dir: Path, log_path: Path) -> tuple[subprocess.Popen[by
     assert store.stdout is not None
     ready = _read_line(store.stdout, timeout=STORE_READY_TIMEOUT_S)
     if not ready.startswith("logstore ready "):
-        _terminate(store, timeout=2)
+        stop_process(store, sig=signal.SIGTERM, timeout=2)
         tail = _tail(log_path, size=600).strip().splitlines()
         reason = tail[-1] if tail else f"exit code {store.returncode}"
         msg = f"the embedded broker's storage in {data_dir} did not start: {reason}"
@@ -281,16 +275,6 @@ def _read_line(stream, *, timeout: float) -> str:
         if not selector.select(timeout):
             return ""
     return stream.readline().decode("utf-8", "replace").strip()
-
-
-def _terminate(process: subprocess.Popen[bytes], *, timeout: float) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout)
 
 
 def _tail(path: Path, *, size: int = 4000) -> str:

@@ -270,14 +270,7 @@ class Handler(BaseHTTPRequestHandler):
             start, end = span
             headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(data)}"
             data, status = data[start:end], HTTPStatus.PARTIAL_CONTENT
-        if head:
-            self.send_response(status)
-            for name, value in headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            return
-        self._reply(status, body=data, headers=headers)
+        self._reply(status, body=data, headers=headers, head=head)
 
     def _list(self, bucket: str, query: dict[str, str]) -> None:
         prefix = query.get("prefix", "")
