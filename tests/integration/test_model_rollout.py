@@ -14,7 +14,7 @@ import pytest
 from freshlake.assets.keys import embeddings_key
 from freshlake.assets.partitions import current_partition
 from freshlake.assets.processed import build_embeddings_asset
-from freshlake.embed.models import HashEmbedder
+from freshlake.embed.models import MODEL_NAME, HashEmbedder, default_precision
 from freshlake.lance.search import search
 from freshlake.resources.embedder import EmbedderResource
 from tests.integration.test_processed import World
@@ -101,8 +101,9 @@ def test_a_model_switch_shows_the_embeddings_stale(world: World) -> None:
         resolver = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
         return resolver.get_status(embeddings_key(spec), today)
 
+    other = "float32" if default_precision() == "bfloat16" else "bfloat16"
     assert status(None) == StaleStatus.FRESH
-    assert status("sentence-transformers/all-MiniLM-L6-v2@float32") == StaleStatus.STALE
+    assert status(f"{MODEL_NAME}@{other}") == StaleStatus.STALE
 
 
 def test_rollout_reembeds_everything_and_searches_never_mix_spaces(world: World) -> None:
