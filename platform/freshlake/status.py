@@ -72,6 +72,21 @@ class StreamStatus:
 STATUS_TIMEOUT_S = 5.0
 
 
+def probe_storage_options(options: Mapping[str, str] | None, *, timeout: float) -> dict[str, str] | None:
+    """`options` with a retry budget a status probe can afford. Writers ride out an outage with
+    long backed-off retries (tens of seconds); a person waiting on `freshlake status` wants the
+    answer, or the store's error, within `timeout`."""
+    if not options:
+        return None if options is None else {}
+    return {
+        **options,
+        "retry_timeout": f"{max(1.0, timeout - 1.0):g}s",
+        "backoff_config.init_backoff": "100ms",
+        "backoff_config.max_backoff": "1s",
+        "backoff_config.base": "2",
+    }
+
+
 def status_report(
     *,
     kafka_config: Mapping[str, object],
@@ -97,6 +112,7 @@ def status_report(
 
     started = time.monotonic()
     config = dict(kafka_config)
+    storage_options = probe_storage_options(storage_options, timeout=timeout)
     try:
         # Leaves ~2 s of the budget for the reason of a refusal (login, certificate) and the stores.
         cluster_metadata(config, timeout=max(1.0, timeout - 2.0))

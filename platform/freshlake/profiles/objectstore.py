@@ -34,13 +34,12 @@ def storage_options(
     """delta-rs / LanceDB / polars options for an S3-compatible endpoint.
 
     Each request is retried up to object_store's default 10 times, each wait drawn from
-    [2 s, 3 x the last) and capped at 5 s: at least 20 s, about 40 s typically, never past
-    `retry_timeout_s`. A 15 s outage is always ridden out, a 30 s one usually; a store that
-    stays down fails the operation, naming the URL. The 2 s floor is what makes that bound
-    hold: with 0.5 s, a 15 s outage failed a commit here. (A 3.5 s floor rides out 30 s always,
-    but then `freshlake status` on the prod profile missed its 5 s budget: kept at 2 s.) No
-    `max_retries` key: polars claims that name for its own setting
-    and refuses the string delta-rs needs."""
+    [3.5 s, 3 x the last) and capped at 5 s: at least 35 s, never past `retry_timeout_s`, so a
+    30 s outage is ridden out inside the request (measured: a 0.5 s floor failed a commit in a
+    15 s outage). A store that stays down fails the operation, naming the URL. Readers a person
+    waits on (`freshlake status`) replace these with a short budget
+    (`freshlake.status.probe_storage_options`). No `max_retries` key: polars claims that name
+    for its own setting and refuses the string delta-rs needs."""
     return {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_ACCESS_KEY_ID": ACCESS_KEY,
@@ -52,7 +51,7 @@ def storage_options(
         "timeout": f"{timeout_s:g}s",
         "connect_timeout": "2s",
         "retry_timeout": f"{retry_timeout_s:g}s",
-        "backoff_config.init_backoff": "2s",
+        "backoff_config.init_backoff": "3500ms",
         "backoff_config.max_backoff": "5s",
         "backoff_config.base": "3",
     }
