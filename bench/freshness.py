@@ -75,12 +75,15 @@ class LoadSampler(threading.Thread):
 # -- the stack ----------------------------------------------------------------------------------
 
 
-def start_dev(home: Path, log_path: Path, port: int, streams: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_dev(
+    home: Path, log_path: Path, port: int, streams: str, profile: str = "embedded"
+) -> tuple[subprocess.Popen[bytes], str]:
     env = {k: v for k, v in os.environ.items() if k not in {"KAFKA_BOOTSTRAP_SERVERS", "DAGSTER_HOME"}}
     env.update(FRESHLAKE_HOME=str(home), PYTHONUNBUFFERED="1")
     log = log_path.open("w")
+    argv = ["dev", "--streams", streams, "--port", str(port), "--profile", profile]
     dev = subprocess.Popen(
-        [sys.executable, "-m", "freshlake.cli", "dev", "--streams", streams, "--port", str(port)],
+        [sys.executable, "-m", "freshlake.cli", *argv],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
