@@ -57,3 +57,34 @@ def test_refund_question_finds_policy_and_cancelled_flight(kafka_config, tmp_pat
         and h.attributes.get("destination") in NEW_YORK
     ]
     assert cancelled, [(h.stream, h.key, h.attributes) for h in hits]
+
+    # The same question through the public API as an application calls it: the HTTP service
+    # (a warm `Searcher` over the live tables, the query embedded in their space), documents.
+    from fastapi.testclient import TestClient
+
+    from freshlake.serve.app import create_app
+
+    storage = world.resources["storage"]
+    app = create_app(
+        streams=list(world.specs.values()),
+        delta_root=storage.delta_root,
+        lance_root=storage.lance_root,
+        embedder=SentenceTransformerEmbedder(),
+        token="t",
+    )
+    with TestClient(app) as client:
+        response = client.post(
+            "/v1/search",
+            json={"query": "my flight to New York was cancelled, can I get a refund", "k": 5},
+            headers={"Authorization": "Bearer t"},
+        )
+    assert response.status_code == 200, response.text
+    docs = response.json()["documents"]
+    assert len({(d["stream"], d["key"]) for d in docs}) == len(docs) == 5  # documents, not chunks
+    assert any(d["stream"] == "policies" and "refund" in d["text"].lower() for d in docs), docs
+    assert any(
+        d["stream"] == "flights"
+        and d["attributes"].get("status") == "cancelled"
+        and d["attributes"].get("destination") in NEW_YORK
+        for d in docs
+    ), [(d["stream"], d["key"], d["attributes"]) for d in docs]
