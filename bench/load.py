@@ -36,7 +36,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.freshness import LoadSampler, start_dev, stop_dev, streams_file, summary, tree_cpu_seconds
+from bench.freshness import (
+    LoadSampler,
+    batch_timings,
+    start_dev,
+    stop_dev,
+    streams_file,
+    summary,
+    tree_cpu_seconds,
+)
 
 POLL_S = 0.2  # a version check per poll (a LIST on S3), a key/offset scan per change
 STREAM = "flights"
@@ -183,6 +191,37 @@ def profile_settings(
     return client_config(env=env), env["FRESHLAKE_LANCE_URI"], json.loads(env["FRESHLAKE_STORAGE_OPTIONS"])
 
 
+def stack_batches(profile: str, home: Path, *, since: float) -> dict[str, Any]:
+    """The streaming runs' micro-batches logged since `since`: count, events and stage seconds."""
+    if profile == "embedded":
+        dagster_home = home / "dagster"
+        pg = None
+    else:
+        env = json.loads((home / "prod" / "env.json").read_text())
+        dagster_home = Path(env["DAGSTER_HOME"])
+        pg = env.get("FRESHLAKE_DAGSTER_PG_URL")
+    before = os.environ.get("FRESHLAKE_DAGSTER_PG_URL")
+    if pg:
+        os.environ["FRESHLAKE_DAGSTER_PG_URL"] = pg  # the prod dagster.yaml reads it
+    try:
+        batches = [b for b in batch_timings(dagster_home, STREAM) if b["logged"] >= since]
+    finally:
+        if pg:
+            if before is None:
+                os.environ.pop("FRESHLAKE_DAGSTER_PG_URL", None)
+            else:
+                os.environ["FRESHLAKE_DAGSTER_PG_URL"] = before
+    stages = ("read", "raw", "current", "embeddings")
+    return {
+        "batches": len(batches),
+        "events_per_batch": summary(
+            [float(sum(r["end"] - r["start"] for r in b["ranges"])) for b in batches]
+        ),
+        "batch_seconds": summary([b["total"] for b in batches]),
+        "stage_seconds": {stage: summary([b["seconds"][stage] for b in batches]) for stage in stages},
+    }
+
+
 def measure(profile: str, *, args: argparse.Namespace, streams_source: str) -> dict[str, Any]:
     from freshlake.kafka.broker import free_port
 
@@ -234,6 +273,7 @@ def measure(profile: str, *, args: argparse.Namespace, streams_source: str) -> d
         cpu_s = tree_cpu_seconds(dev.pid) - cpu_before
         load.done.set()
         load.join()
+        batches = stack_batches(profile, home, since=t0)  # before the stack (its Postgres) stops
     finally:
         if updates is not None:
             updates.close()
@@ -261,6 +301,7 @@ def measure(profile: str, *, args: argparse.Namespace, streams_source: str) -> d
         "cpu_seconds": round(cpu_s, 1),
         "load_1m_mean": round(statistics.mean(load.samples), 2) if load.samples else None,
         "watcher_poll_errors": watcher.errors,
+        "micro_batches": batches,
         "dev_exit_code": rc,
     }
     if rc != 0 or stale:
