@@ -26,7 +26,7 @@ from typing import Any
 
 from freshlake.config import STREAMS_ENV, StreamsConfig
 from freshlake.errors import FreshlakeConfigError, FreshlakeError
-from freshlake.procs import die_with_parent, stop_process
+from freshlake.procs import die_with_parent, stop_group, stop_process
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +300,7 @@ def run_dev(
             except Exception as exc:  # stopping must go on
                 log.debug("cancelling runs failed: %s", exc)
         if dagster is not None:
-            _stop_group(dagster)
+            stop_group(dagster, sig=signal.SIGINT, timeout=DAGSTER_STOP_TIMEOUT_S)
         if producing is not None:
             stop_process(producing, sig=signal.SIGINT, timeout=PRODUCER_STOP_TIMEOUT_S)
         if embedder is not None:
@@ -369,33 +369,3 @@ def _wait_for_http(
         stop.wait(0.5)
     log.warning("not answering yet: %s", url)
     return False
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGINT to the whole group (dagster dev's clean path), SIGKILL what is left after a wait."""
-    pgid = process.pid
-    try:
-        os.killpg(pgid, signal.SIGINT)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=DAGSTER_STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        pass
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and _group_alive(pgid):
-        time.sleep(0.2)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    if process.poll() is None:
-        process.wait(timeout=5)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import pytest
 
+from freshlake.procs import stop_group
 from tests.demo_streams import EXAMPLE_FILE
 from tests.prod.helpers import Producer, current_state, flights_spec, log_events, model, raw_rows
 
@@ -103,30 +104,8 @@ class Daemon:
 
     def stop(self) -> None:
         """SIGINT to the group (the daemon's and the run workers' clean path), SIGKILL what is left."""
-        pgid = self.process.pid
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=STOP_S)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and group_alive(pgid):
-            time.sleep(0.2)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-        if self.process.poll() is None:
-            self.process.wait(timeout=10)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and group_alive(pgid):
-            time.sleep(0.2)
-        assert not group_alive(pgid), f"processes of the daemon's group {pgid} survived SIGKILL"
-
-
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+        gone = stop_group(self.process, sig=signal.SIGINT, timeout=STOP_S)
+        assert gone, f"processes of the daemon's group {self.process.pid} survived SIGKILL"
 
 
 def wait_until(
