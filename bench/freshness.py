@@ -179,16 +179,10 @@ class Events:
     """Produce flight events with unique keys; remember produce time and (partition, offset)."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        from confluent_kafka import Producer
-
-        from examples.flight_assistant.producer import PRODUCER_DEFAULTS
+        from examples.flight_assistant.producer import make_producer
 
         self.topic = topic
-        settings = {**PRODUCER_DEFAULTS, "bootstrap.servers": bootstrap, "linger.ms": 5}
-        try:
-            self.producer = Producer(settings)
-        except Exception:  # no lz4 in this librdkafka build
-            self.producer = Producer({**settings, "compression.type": "none"})
+        self.producer = make_producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
         self.tag = uuid.uuid4().hex[:6]
         self.produced_at: dict[str, float] = {}  # key -> wall time of produce()
         self.position: dict[str, tuple[int, int]] = {}  # key -> (partition, offset)
@@ -621,6 +615,20 @@ def table(modes: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def write_report(report: dict[str, Any], *, out: str, load_before: float) -> None:
+    """`report` with the machine's load and CPUs, to `out` and stdout, then its table."""
+    report = {
+        **report,
+        "load_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+        "cpus": os.cpu_count(),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    print("\n".join(report["table"]))
+
+
 def main() -> None:
     from examples.flight_assistant import STREAMS_FILE
     from freshlake.config import load_streams
@@ -646,18 +654,9 @@ def main() -> None:
 
     load_before = os.getloadavg()
     modes = {mode: measure_mode(mode, args=args, spec=spec) for mode in args.modes}
-    report = {
-        "stream": spec.name,
-        "table": table(modes),
-        "modes": modes,
-        "load_1m": {"before": round(load_before[0], 2), "after": round(os.getloadavg()[0], 2)},
-        "cpus": os.cpu_count(),
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    print("\n".join(report["table"]))
+    write_report(
+        {"stream": spec.name, "table": table(modes), "modes": modes}, out=args.out, load_before=load_before[0]
+    )
 
 
 if __name__ == "__main__":

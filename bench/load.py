@@ -44,6 +44,7 @@ from bench.freshness import (
     streams_file,
     summary,
     tree_cpu_seconds,
+    write_report,
 )
 
 POLL_S = 0.2  # a version check per poll (a LIST on S3), a key/offset scan per change
@@ -54,16 +55,10 @@ class Updates:
     """Flight updates over `keys` flights; remembers each event's flight, offset and produce time."""
 
     def __init__(self, config: dict[str, object], topic: str, *, keys: int) -> None:
-        from confluent_kafka import Producer
-
-        from examples.flight_assistant.producer import PRODUCER_DEFAULTS
+        from examples.flight_assistant.producer import make_producer
 
         self.topic, self.keys = topic, keys
-        settings = {**PRODUCER_DEFAULTS, **config, "linger.ms": 5}
-        try:
-            self.producer = Producer(settings)
-        except Exception:  # no lz4 in this librdkafka build
-            self.producer = Producer({**settings, "compression.type": "none"})
+        self.producer = make_producer({**config, "linger.ms": 5})
         self.tag = uuid.uuid4().hex[:6]
         self.produced_at: list[float] = []  # event index -> wall time of produce()
         self.key_of: list[str] = []
@@ -340,18 +335,11 @@ def main() -> None:
         parser.error("--profiles are embedded and/or prod; --events and --keys are positive")
     load_before = os.getloadavg()[0]
     profiles = {name: measure(name, args=args, streams_source=args.streams) for name in names}
-    report = {
-        "stream": STREAM,
-        "table": table(profiles),
-        "profiles": profiles,
-        "load_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
-        "cpus": os.cpu_count(),
-        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
-    print("\n".join(report["table"]))
+    write_report(
+        {"stream": STREAM, "table": table(profiles), "profiles": profiles},
+        out=args.out,
+        load_before=load_before,
+    )
 
 
 if __name__ == "__main__":

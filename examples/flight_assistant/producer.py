@@ -99,7 +99,7 @@ def produce_demo(
         if len(errors) <= 5:  # the first few say why; the summary has the count
             log.warning("demo message not delivered", extra={"error": str(err)})
 
-    producer = _producer(config)
+    producer = make_producer(config)
     log.info(
         "demo producer started",
         extra={
@@ -144,7 +144,7 @@ def produce_demo(
     return delivered
 
 
-def _producer(config: Mapping[str, object]) -> Producer:
+def make_producer(config: Mapping[str, object]) -> Producer:
     """An idempotent producer; lz4 when this librdkafka build has it, else uncompressed."""
     from confluent_kafka import KafkaException, Producer
 
